@@ -1,0 +1,27 @@
+# Every target is a thin wrapper around a script in scripts/, so the scripts
+# stay the single source of truth and work without make too.
+.PHONY: test up down build-collector render-k8s lint
+
+## Run the whole test suite (what CI runs). Installs the tools it needs into .tools/.
+test:
+	scripts/test.sh
+
+## Deploy the whole demo on minikube and hit its endpoints.
+up:
+	scripts/up.sh
+
+## Tear the minikube demo down.
+down:
+	scripts/down.sh
+
+## Build the slim OpenTelemetry Collector with ocb into .tools/bin/otelcol-somework.
+build-collector:
+	scripts/build-collector.sh
+
+## Regenerate k8s/ from the Helm charts.
+render-k8s:
+	scripts/render-k8s.sh
+
+## Formatting, clippy and shellcheck only.
+lint:
+	scripts/test.sh --lint-only
