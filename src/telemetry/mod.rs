@@ -10,6 +10,7 @@ mod errors;
 mod export_health;
 pub mod http;
 mod logging;
+pub mod propagation;
 mod traces;
 
 use std::time::Duration;

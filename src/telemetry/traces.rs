@@ -10,13 +10,14 @@ use opentelemetry::trace::{Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 
 use super::export_health::{ExportStats, ReportingExporter};
+use super::propagation::StrictTraceContextPropagator;
 use crate::config::{SamplerConfig, TracingConfig};
 
 /// The instrumentation scope of every span this service creates.
@@ -61,7 +62,7 @@ pub fn init_tracing(
         .build();
 
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
+        Box::new(StrictTraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
     global::set_tracer_provider(provider.clone());
