@@ -117,7 +117,7 @@ async fn server_span_follows_the_http_semantic_conventions() {
     let service = start(&receiver, |s| s).await;
 
     let (_, body) = get(&service.url("/users/123")).await;
-    let spans = receiver.trace(&trace_id(&body), 5, WAIT).await;
+    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
     let server = one(&spans, "GET /users/{id}");
     assert_eq!(server.kind(), SpanKind::Server);
     assert_eq!(server.attr("http.request.method").as_deref(), Some("GET"));

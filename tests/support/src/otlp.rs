@@ -19,7 +19,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// What the receiver does with each export.
@@ -45,7 +46,7 @@ struct Shared {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
 }
 
 impl OtlpReceiver {
@@ -67,20 +68,17 @@ impl OtlpReceiver {
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
         });
-        let (stop, stopped) = oneshot::channel::<()>();
         let service = TraceServiceServer::new(Receiver(shared.clone()));
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
+                .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
         });
         Self {
             addr,
             shared,
-            stop: Some(stop),
+            server,
         }
     }
 
@@ -144,20 +142,19 @@ impl OtlpReceiver {
             .collect()
     }
 
-    /// Stops listening; returns the address so a new receiver can take it.
-    pub fn stop(mut self) -> SocketAddr {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    /// Stops abruptly, as a crashed collector does: the listener and every
+    /// open connection close at once. Returns the address, so a new receiver
+    /// can take it over.
+    pub async fn kill(mut self) -> SocketAddr {
+        self.server.abort();
+        let _ = (&mut self.server).await;
         self.addr
     }
 }
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.server.abort();
     }
 }
 
