@@ -151,7 +151,10 @@ async fn oversized_headers_and_bodies_are_refused_with_json() {
             .expect("request");
         assert_eq!(response.status(), 431, "{path}");
         let body: Value = response.json().await.expect("JSON");
-        assert!(body["error"].as_str().unwrap().contains("headers exceed"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("headers exceed"),
+            "{body}"
+        );
     }
 
     let response = client
@@ -162,8 +165,19 @@ async fn oversized_headers_and_bodies_are_refused_with_json() {
         .expect("request");
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.expect("JSON");
-    assert!(body["error"].as_str().unwrap().contains("body exceeds"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("body exceeds"),
+        "{body}"
+    );
 
     // The service is unharmed.
-    assert_eq!(client.get(service.url("/somework")).send().await.expect("request").status(), 200);
+    assert_eq!(
+        client
+            .get(service.url("/somework"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
 }

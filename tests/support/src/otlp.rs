@@ -19,8 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// What the receiver does with each export.
@@ -42,11 +41,18 @@ struct Shared {
 }
 
 /// A running receiver; stops when dropped.
+///
+/// It runs on a runtime of its own, on its own thread, so that [`kill`]
+/// can drop every connection at once, as a crashed collector does. (Aborting
+/// a server task would leave its spawned connection tasks serving.)
+///
+/// [`kill`]: OtlpReceiver::kill
 #[derive(Debug)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl OtlpReceiver {
@@ -55,12 +61,13 @@ impl OtlpReceiver {
         Self::start_on("127.0.0.1:0".parse().expect("valid address")).await
     }
 
-    /// Starts on `addr`, e.g. the address of a receiver that was stopped, to
+    /// Starts on `addr`, e.g. the address of a receiver that was killed, to
     /// simulate a collector restart.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("cannot bind the OTLP receiver");
+        let listener = std::net::TcpListener::bind(addr).expect("cannot bind the OTLP receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared {
             spans: Mutex::new(Vec::new()),
@@ -69,16 +76,31 @@ impl OtlpReceiver {
             arrived: Notify::new(),
         });
         let service = TraceServiceServer::new(Receiver(shared.clone()));
-        let server = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("receiver runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let server = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                tokio::select! {
+                    _ = server => {}
+                    _ = stopped => {}
+                }
+            });
+            // Drops the listener and every connection task at once.
+            runtime.shutdown_background();
         });
         Self {
             addr,
             shared,
-            server,
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -146,15 +168,23 @@ impl OtlpReceiver {
     /// open connection close at once. Returns the address, so a new receiver
     /// can take it over.
     pub async fn kill(mut self) -> SocketAddr {
-        self.server.abort();
-        let _ = (&mut self.server).await;
+        self.stop_now();
         self.addr
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        self.server.abort();
+        self.stop_now();
     }
 }
 
