@@ -83,7 +83,7 @@ impl Bugsink {
             (template, child, port, dir)
         })
         .await
-        .expect("Bugsink set-up panicked");
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let bugsink = Self {
             child,
             port,
@@ -297,6 +297,7 @@ fn build_template(venv: &Path, dir: &Path) {
         .tempdir_in(dir.parent().expect("the template has a parent"))
         .expect("cannot create a scratch directory for the Bugsink template");
     let path = scratch.path();
+    // Never served: each instance writes its own settings with its own port.
     write_conf(path, 8000);
     manage(venv, path, &["migrate", "--no-input"]);
     manage(
