@@ -106,6 +106,14 @@ fn assert_error_work_event(data: &Value, release: &str) -> Value {
         functions.iter().any(|f| f.starts_with("somework::work::")),
         "no frame from somework::work in {functions:#?}"
     );
+    // Sentry lists frames outermost first and shows the last one as where the
+    // error happened: that must be the service, not the capture machinery.
+    assert!(
+        functions
+            .last()
+            .is_some_and(|f| f.starts_with("somework::")),
+        "the innermost frame is not the service's: {functions:#?}"
+    );
     exception
 }
 
