@@ -2,8 +2,7 @@
 //! Sentry-compatible server). Spans go to an in-process OTLP receiver, so each
 //! error can be matched to the exported span it happened in.
 
-use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use somework_testkit::bugsink::Bugsink;
@@ -188,85 +187,47 @@ async fn a_handled_failure_on_somework_is_reported_while_the_request_succeeds() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_request_data_reaches_sentry() {
+    const SECRET: &str = "PLANTED-SECRET-5e1b7d";
     let Some(bugsink) = Bugsink::start().await else {
         return;
     };
     let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, &bugsink.dsn(), |s| s).await;
-    let secrets = [
-        "planted-secret-in-the-authorization-header",
-        "planted-secret-in-a-cookie",
-        "planted-secret-in-the-query",
-    ];
+    let service = start(&receiver, &bugsink.dsn(), |s| s.env("ERROR_RATE", "1")).await;
 
-    let (status, body) = get(
-        &service.url(&format!("/errorwork?api_key={}", secrets[2])),
-        &[
-            ("Authorization", &format!("Bearer {}", secrets[0])),
-            ("Cookie", &format!("session={}", secrets[1])),
-        ],
-    )
-    .await;
-    assert_eq!(status, 500, "{body}");
-
-    let events = bugsink.wait_for_events(1, WAIT).await;
-    let event = event_of_trace(&events, &trace_id(&body), &bugsink);
-    let stored = event.to_string();
-    for secret in secrets {
-        assert!(
-            !stored.contains(secret),
-            "{secret:?} reached Sentry: {event:#}"
-        );
+    let mut trace_ids = Vec::new();
+    for (path, expected_status) in [
+        (format!("/errorwork?password={SECRET}"), 500),
+        (format!("/somework?token={SECRET}"), 200),
+    ] {
+        let secret_headers = [
+            ("authorization", format!("Bearer {SECRET}")),
+            ("cookie", format!("session={SECRET}")),
+            ("x-api-key", SECRET.to_owned()),
+            ("baggage", format!("user.email={SECRET}")),
+        ];
+        let headers: Vec<(&str, &str)> = secret_headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let (status, body) = get(&service.url(&path), &headers).await;
+        assert_eq!(status, expected_status, "{path}: {body}");
+        trace_ids.push(trace_id(&body));
     }
-    let data = &event["data"];
-    for field in ["request", "user"] {
+
+    let events = bugsink.wait_for_events(2, WAIT).await;
+    assert_eq!(events.len(), 2, "{}", pretty(&events));
+    for trace_id in &trace_ids {
+        let event = event_of_trace(&events, trace_id, &bugsink);
         assert!(
-            data.get(field).is_none(),
-            "{field} reached Sentry: {data:#}"
+            !event.to_string().contains(SECRET),
+            "the secret reached Sentry: {event:#}"
         );
+        let data = &event["data"];
+        for field in ["request", "user"] {
+            assert!(
+                data.get(field).is_none(),
+                "{field} reached Sentry: {data:#}"
+            );
+        }
     }
-}
-
-/// Requests must not wait for Sentry, and shutdown's flush of the queued
-/// events must give up in time.
-async fn assert_prompt_with_sentry_at(dsn: &str) {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, dsn, |s| s).await;
-
-    for _ in 0..5 {
-        let started = Instant::now();
-        let (status, body) = get(&service.url("/errorwork"), &[]).await;
-        assert_eq!(status, 500, "{body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "a request took {:?} with Sentry at {dsn}",
-            started.elapsed()
-        );
-    }
-    let (status, body) = get(&service.url("/somework"), &[]).await;
-    assert_eq!(status, 200, "{body}");
-
-    let (exit, took) = service.terminate(Duration::from_secs(10)).await;
-    assert!(exit.success(), "exit status {exit} after {took:?}");
-    eprintln!("shutdown with Sentry at {dsn} took {took:.2?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sentry_that_refuses_connections_slows_neither_requests_nor_shutdown() {
-    // A port that nothing listens on: connections are refused at once.
-    let closed_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot find a free port")
-        .port();
-    assert_prompt_with_sentry_at(&format!("http://public@127.0.0.1:{closed_port}/1")).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sentry_that_never_answers_slows_neither_requests_nor_shutdown() {
-    // The kernel completes connections to a listening socket, but nothing
-    // accepts them or answers: the client's requests hang.
-    let silent = TcpListener::bind("127.0.0.1:0").expect("cannot bind");
-    let port = silent.local_addr().expect("bound address").port();
-    assert_prompt_with_sentry_at(&format!("http://public@127.0.0.1:{port}/1")).await;
-    drop(silent);
 }

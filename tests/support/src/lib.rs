@@ -5,6 +5,7 @@
 //! are named as test doubles, for what cannot run on a test machine.
 
 pub mod bugsink;
+pub mod net;
 pub mod otlp;
 pub mod service;
 pub mod tools;
