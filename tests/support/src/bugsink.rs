@@ -71,11 +71,13 @@ impl Bugsink {
     /// Returns `None` when Bugsink is not installed (outside CI), so the test
     /// can skip; see [`tools::require`].
     pub async fn start() -> Option<Self> {
-        let venv = tools::require("bugsink-venv/bin/bugsink-manage", INSTALL_HINT)?
+        let manage = tools::require("bugsink-venv/bin/bugsink-manage", INSTALL_HINT)?;
+        // Absolute, because Bugsink's commands run in other directories.
+        let venv = manage
             .parent()
             .and_then(Path::parent)
-            .expect("bugsink-manage sits in <venv>/bin")
-            .to_path_buf();
+            .and_then(|venv| fs::canonicalize(venv).ok())
+            .unwrap_or_else(|| panic!("cannot resolve the venv of {}", manage.display()));
         let started = Instant::now();
         let (template, child, port, dir) = tokio::task::spawn_blocking(move || {
             let template = shared_template(&venv).clone();
