@@ -4,6 +4,8 @@
 //! the collector built with ocb, Bugsink, helm. The only hand-written stand-ins
 //! are named as test doubles, for what cannot run on a test machine.
 
+pub mod collector;
 pub mod otlp;
+pub mod sentry_double;
 pub mod service;
 pub mod tools;
