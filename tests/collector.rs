@@ -649,3 +649,35 @@ async fn the_local_config_prints_every_span() {
         );
     }
 }
+
+#[test]
+fn the_build_script_fails_clearly_without_go() {
+    // A PATH with only what the script needs before it looks for Go.
+    let bin = std::env::temp_dir().join(format!("somework-no-go-{}", std::process::id()));
+    std::fs::create_dir_all(&bin).expect("cannot create a temporary directory");
+    let dirname = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("dirname"))
+        .find(|path| path.exists())
+        .expect("dirname is on PATH");
+    let link = bin.join("dirname");
+    if !link.exists() {
+        std::os::unix::fs::symlink(dirname, &link).expect("cannot link dirname");
+    }
+    let output = std::process::Command::new("/bin/bash")
+        .arg(tools::repo_root().join("scripts/build-collector.sh"))
+        .env_clear()
+        .env("PATH", &bin)
+        .env("HOME", &bin)
+        .env("SOMEWORK_TOOLS_DIR", bin.join("tools"))
+        .output()
+        .expect("cannot run bash");
+    let installed_anything = bin.join("tools").exists();
+    std::fs::remove_dir_all(&bin).expect("cannot remove the temporary directory");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("go is not installed") && stderr.contains("Install Go"),
+        "unclear message: {stderr}"
+    );
+    assert!(!installed_anything, "nothing may be installed without Go");
+}
