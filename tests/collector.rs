@@ -156,6 +156,13 @@ fn assert_delivered(spans: &[IngestedSpan], wanted: &[(String, &str)], project_i
     }
 }
 
+/// The value of one series in Prometheus text format, e.g.
+/// `metric(text, r#"up{job="x"}"#)`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
 #[test]
 fn every_config_validates() {
     let Some(binary) = collector::binary() else {
@@ -568,6 +575,26 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
         kept.len(),
         plain.len()
     );
+    // The collector's own metrics tell the same story: it accepted every span and
+    // sent only the kept ones.
+    let metrics = collector.metrics().await;
+    let accepted = metric(
+        &metrics,
+        r#"otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"}"#,
+    );
+    assert_eq!(accepted, Some(200.0 * 4.0), "{metrics}");
+    let sent = metric(
+        &metrics,
+        r#"otelcol_exporter_sent_spans{exporter="sentry"}"#,
+    );
+    assert_eq!(sent, Some(spans.len() as f64), "{metrics}");
+    eprintln!(
+        "tail sampling kept all {} error traces and {} of {} plain traces",
+        errors.len(),
+        kept.len(),
+        plain.len()
+    );
+
     let unknown: Vec<_> = traces
         .keys()
         .filter(|id| !plain.contains(*id) && !errors.iter().any(|(e, _)| e == *id))
@@ -576,7 +603,7 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_service_survives_a_collector_restart_and_reconnects() {
+async fn the_service_survives_collector_restarts_and_reconnects() {
     let Some(binary) = collector::binary() else {
         return;
     };
@@ -592,27 +619,34 @@ async fn the_service_survives_a_collector_restart_and_reconnects() {
         .await;
     assert_delivered(&spans, &wanted, project.id, &project.public_key);
 
-    // A crash: the service keeps answering, promptly, while its exports fail.
-    collector.kill().await;
-    for _ in 0..5 {
-        let started = std::time::Instant::now();
-        let (status, _) = request(&service, "/somework").await;
-        assert_eq!(status, 200);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "the service stalled without its collector: {:?}",
-            started.elapsed()
-        );
-    }
+    // A rollout (SIGTERM), then a crash (SIGKILL). While the collector is down the
+    // service keeps answering, promptly, and only its exports fail.
+    for crash in [false, true] {
+        if crash {
+            collector.kill().await;
+        } else {
+            collector.stop().await;
+        }
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let (status, _) = request(&service, "/somework").await;
+            assert_eq!(status, 200);
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the service stalled without its collector: {:?}",
+                started.elapsed()
+            );
+        }
 
-    collector.start_again().await;
-    let mut after = Vec::new();
-    for route in ["/somework", "/errorwork", "/somework"] {
-        let (_, trace_id) = request(&service, route).await;
-        after.push((trace_id, route));
+        collector.start_again().await;
+        let mut after = Vec::new();
+        for route in ["/somework", "/errorwork", "/somework"] {
+            let (_, trace_id) = request(&service, route).await;
+            after.push((trace_id, route));
+        }
+        let spans = double.wait_for(WAIT, |spans| complete(spans, &after)).await;
+        assert_delivered(&spans, &after, project.id, &project.public_key);
     }
-    let spans = double.wait_for(WAIT, |spans| complete(spans, &after)).await;
-    assert_delivered(&spans, &after, project.id, &project.public_key);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,12 +58,12 @@ pub fn validate(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Output {
 
 /// The loopback ports one collector listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
-    pub otlp_grpc: u16,
-    pub otlp_http: u16,
-    pub health: u16,
-    pub metrics: u16,
-    pub zpages: u16,
+struct Ports {
+    otlp_grpc: u16,
+    otlp_http: u16,
+    health: u16,
+    metrics: u16,
+    zpages: u16,
 }
 
 impl Ports {
@@ -246,10 +246,6 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn ports(&self) -> Ports {
-        self.ports
-    }
-
     /// The OTLP/gRPC endpoint, for the service's `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn otlp_grpc_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
