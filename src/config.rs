@@ -87,12 +87,23 @@ pub enum SamplerConfig {
     ParentBasedTraceIdRatio(f64),
 }
 
-/// The batch span processor settings (`OTEL_BSP_*`); `None` keeps the SDK default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The batch span processor settings (`OTEL_BSP_*`), defaulting to the
+/// SDK's own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    pub scheduled_delay: Option<Duration>,
-    pub max_queue_size: Option<usize>,
-    pub max_export_batch_size: Option<usize>,
+    pub scheduled_delay: Duration,
+    pub max_queue_size: usize,
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            scheduled_delay: Duration::from_millis(5000),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,21 +281,21 @@ impl SamplerConfig {
         let name = env
             .get("OTEL_TRACES_SAMPLER")
             .unwrap_or_else(|| "parentbased_traceidratio".to_owned());
-        let ratio = || {
-            env.parse_or(
-                "OTEL_TRACES_SAMPLER_ARG",
-                "a sampling ratio between 0 and 1",
-                DEFAULT_SAMPLING_RATIO,
-                parse_probability,
-            )
-        };
+        // Validated even for samplers that ignore it: a bad ratio is a mistake
+        // waiting to matter the day the sampler is switched.
+        let ratio = env.parse_or(
+            "OTEL_TRACES_SAMPLER_ARG",
+            "a sampling ratio between 0 and 1",
+            DEFAULT_SAMPLING_RATIO,
+            parse_probability,
+        )?;
         Ok(match name.as_str() {
             "always_on" => SamplerConfig::AlwaysOn,
             "always_off" => SamplerConfig::AlwaysOff,
-            "traceidratio" => SamplerConfig::TraceIdRatio(ratio()?),
+            "traceidratio" => SamplerConfig::TraceIdRatio(ratio),
             "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
             "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
-            "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio()?),
+            "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio),
             _ => {
                 return Err(ConfigError::Invalid {
                     var: "OTEL_TRACES_SAMPLER",
@@ -298,34 +309,37 @@ impl SamplerConfig {
 
 impl BatchConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let defaults = BatchConfig::default();
         let config = BatchConfig {
-            scheduled_delay: env.parse_opt(
+            scheduled_delay: env.parse_or(
                 "OTEL_BSP_SCHEDULE_DELAY",
                 "a whole number of milliseconds",
+                defaults.scheduled_delay,
                 parse_millis,
             )?,
-            max_queue_size: env.parse_opt(
+            max_queue_size: env.parse_or(
                 "OTEL_BSP_MAX_QUEUE_SIZE",
                 "a positive whole number",
+                defaults.max_queue_size,
                 parse_positive,
             )?,
-            max_export_batch_size: env.parse_opt(
+            max_export_batch_size: env.parse_or(
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                 "a positive whole number",
+                defaults.max_export_batch_size,
                 parse_positive,
             )?,
         };
         // The SDK would silently shrink the batch; say so instead.
-        const SDK_DEFAULT_QUEUE_SIZE: usize = 2048;
-        if let Some(batch) = config.max_export_batch_size {
-            let queue = config.max_queue_size.unwrap_or(SDK_DEFAULT_QUEUE_SIZE);
-            if batch > queue {
-                return Err(ConfigError::Inconsistent {
-                    var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                    value: batch.to_string(),
-                    reason: format!("must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({queue})"),
-                });
-            }
+        if config.max_export_batch_size > config.max_queue_size {
+            return Err(ConfigError::Inconsistent {
+                var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                value: config.max_export_batch_size.to_string(),
+                reason: format!(
+                    "must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({})",
+                    config.max_queue_size
+                ),
+            });
         }
         Ok(config)
     }
@@ -429,10 +443,26 @@ fn parse_key_values(value: &str) -> Option<Vec<(String, String)>> {
             if key.is_empty() {
                 return None;
             }
-            let value = percent_decode_str(value.trim()).decode_utf8().ok()?;
+            let value = value.trim();
+            if !is_percent_encoded(value) {
+                return None;
+            }
+            let value = percent_decode_str(value).decode_utf8().ok()?;
             Some((key.to_owned(), value.into_owned()))
         })
         .collect()
+}
+
+/// True when every `%` starts a `%XX` escape; `percent_decode_str` would
+/// pass a stray `%` through unchanged, hiding a mistyped value.
+fn is_percent_encoded(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.iter().enumerate().all(|(i, byte)| {
+        *byte != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 fn parse_metadata(value: &str) -> Option<MetadataMap> {
@@ -443,4 +473,149 @@ fn parse_metadata(value: &str) -> Option<MetadataMap> {
         map.insert(key, value);
     }
     Some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(move |name| env.get(name).cloned())
+    }
+
+    fn tracing(pairs: &[(&str, &str)]) -> TracingConfig {
+        parse(pairs).expect("valid").tracing.expect("tracing on")
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.sentry.is_none());
+        assert_eq!(config.downstream_url, None);
+        assert_eq!(
+            config.work,
+            WorkConfig {
+                max_sleep: Duration::from_millis(100),
+                error_rate: 0.1
+            }
+        );
+        let tracing = config.tracing.expect("tracing is on by default");
+        assert_eq!(tracing.endpoint, DEFAULT_OTLP_ENDPOINT);
+        assert_eq!(tracing.service_name, "somework");
+        assert_eq!(tracing.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.2));
+        assert_eq!(tracing.timeout, Duration::from_secs(10));
+        assert_eq!(tracing.batch, BatchConfig::default());
+    }
+
+    #[test]
+    fn signal_specific_otlp_variables_win() {
+        let tracing = tracing(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces:4317"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=3,c=x%20y"),
+        ]);
+        assert_eq!(tracing.endpoint, "https://traces:4317");
+        assert_eq!(tracing.timeout, Duration::from_millis(2500));
+        let header = |key| tracing.headers.get(key).and_then(|v| v.to_str().ok());
+        assert_eq!(header("a"), Some("1"));
+        assert_eq!(header("b"), Some("3"));
+        assert_eq!(header("c"), Some("x y"));
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let from_attributes = tracing(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=a,team=b")]);
+        assert_eq!(from_attributes.service_name, "a");
+        let explicit = tracing(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=a"),
+            ("OTEL_SERVICE_NAME", "c"),
+        ]);
+        assert_eq!(explicit.service_name, "c");
+    }
+
+    #[test]
+    fn every_spec_sampler_is_understood() {
+        for (name, expected) in [
+            ("always_on", SamplerConfig::AlwaysOn),
+            ("always_off", SamplerConfig::AlwaysOff),
+            ("traceidratio", SamplerConfig::TraceIdRatio(0.5)),
+            ("parentbased_always_on", SamplerConfig::ParentBasedAlwaysOn),
+            (
+                "parentbased_always_off",
+                SamplerConfig::ParentBasedAlwaysOff,
+            ),
+            (
+                "parentbased_traceidratio",
+                SamplerConfig::ParentBasedTraceIdRatio(0.5),
+            ),
+        ] {
+            let sampler = tracing(&[
+                ("OTEL_TRACES_SAMPLER", name),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ])
+            .sampler;
+            assert_eq!(sampler, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let config = parse(&[
+            ("SENTRY_DSN", ""),
+            ("ERROR_RATE", ""),
+            ("OTEL_SDK_DISABLED", ""),
+        ])
+        .expect("empty is unset");
+        assert!(config.sentry.is_none());
+        assert_eq!(config.work.error_rate, 0.1);
+        assert!(config.tracing.is_some());
+    }
+
+    #[test]
+    fn sdk_disabled_turns_tracing_off() {
+        let config = parse(&[("OTEL_SDK_DISABLED", "TRUE")]).expect("valid");
+        assert!(config.tracing.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_form() {
+        let error = parse(&[("OTEL_TRACES_SAMPLER_ARG", "1.5")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid OTEL_TRACES_SAMPLER_ARG=\"1.5\": expected a sampling ratio between 0 and 1"
+        );
+    }
+
+    #[test]
+    fn stray_percent_signs_are_rejected() {
+        assert!(is_percent_encoded("a%20b"));
+        assert!(!is_percent_encoded("100%"));
+        assert!(!is_percent_encoded("%zz"));
+        assert!(parse(&[("OTEL_RESOURCE_ATTRIBUTES", "k=50%")]).is_err());
+    }
+
+    #[test]
+    fn sentry_settings_are_read_together() {
+        let config = parse(&[
+            ("SENTRY_DSN", "https://public@o1.ingest.sentry.io/42"),
+            ("SENTRY_ENVIRONMENT", "staging"),
+            ("SENTRY_RELEASE", "somework@1.2.3"),
+        ])
+        .expect("valid");
+        let sentry = config.sentry.expect("sentry on");
+        assert_eq!(sentry.dsn.project_id().to_string(), "42");
+        assert_eq!(sentry.environment.as_deref(), Some("staging"));
+        assert_eq!(sentry.release.as_deref(), Some("somework@1.2.3"));
+    }
 }

@@ -10,13 +10,14 @@ use opentelemetry::trace::{Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 
-use super::export_health::{ExportStats, ReportingExporter};
+use super::export_stats::{CountingProcessor, ExportStats, ReportingExporter};
+use super::propagation::StrictTraceContextPropagator;
 use crate::config::{SamplerConfig, TracingConfig};
 
 /// The instrumentation scope of every span this service creates.
@@ -40,19 +41,20 @@ pub fn init_tracing(
     let stats = ExportStats::default();
     let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
 
-    let mut batch = BatchConfigBuilder::default();
-    if let Some(delay) = config.batch.scheduled_delay {
-        batch = batch.with_scheduled_delay(delay);
-    }
-    if let Some(size) = config.batch.max_queue_size {
-        batch = batch.with_max_queue_size(size);
-    }
-    if let Some(size) = config.batch.max_export_batch_size {
-        batch = batch.with_max_export_batch_size(size);
-    }
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch.build())
+    // Every value is set explicitly, so the processor runs with exactly
+    // the validated configuration.
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(config.batch.scheduled_delay)
+        .with_max_queue_size(config.batch.max_queue_size)
+        .with_max_export_batch_size(config.batch.max_export_batch_size)
         .build();
+    let processor = CountingProcessor::new(
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build(),
+        config.batch.max_queue_size,
+        stats.clone(),
+    );
 
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
@@ -61,7 +63,7 @@ pub fn init_tracing(
         .build();
 
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
+        Box::new(StrictTraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ]));
     global::set_tracer_provider(provider.clone());

@@ -5,6 +5,7 @@
 //! are named as test doubles, for what cannot run on a test machine.
 
 pub mod collector;
+pub mod net;
 pub mod otlp;
 pub mod sentry_double;
 pub mod service;

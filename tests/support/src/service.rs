@@ -63,6 +63,10 @@ impl ServiceBuilder {
     }
 
     fn command(&self) -> Command {
+        self.command_with_args(&[])
+    }
+
+    fn command_with_args(&self, args: &[&str]) -> Command {
         let mut command = match self.prefix.split_first() {
             Some((wrapper, args)) => {
                 let mut command = Command::new(wrapper);
@@ -71,6 +75,7 @@ impl ServiceBuilder {
             }
             None => Command::new(&self.program),
         };
+        command.args(args);
         command
             .env_clear()
             .envs(&self.env)
@@ -83,7 +88,12 @@ impl ServiceBuilder {
 
     /// Runs the binary to completion (for configurations that must fail).
     pub async fn run_to_exit(&self) -> (ExitStatus, String, String) {
-        let output = tokio::time::timeout(START_TIMEOUT, self.command().output())
+        self.run_to_exit_with_args(&[]).await
+    }
+
+    /// Runs the binary with `args` to completion.
+    pub async fn run_to_exit_with_args(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let output = tokio::time::timeout(START_TIMEOUT, self.command_with_args(args).output())
             .await
             .expect("somework did not exit")
             .expect("cannot run somework");
@@ -183,11 +193,15 @@ impl Service {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long
-    /// the shutdown took. Panics if the process outlives `limit`.
-    pub async fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration) {
+    /// the shutdown took. Panics if the process outlives `limit`. The logs
+    /// stay readable afterwards.
+    pub async fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
         self.sigterm();
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let waited = tokio::time::timeout(limit, self.child.wait()).await;
+        // Let the log readers drain what the process printed last.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match waited {
             Ok(status) => (status.expect("cannot wait for somework"), started.elapsed()),
             Err(_) => panic!(
                 "somework did not exit within {limit:?} of SIGTERM; output:\n{}",
