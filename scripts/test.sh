@@ -29,6 +29,7 @@ step() { log "[$((SECONDS - started))s] $*"; }
 step "installing tools into $TOOLS_DIR (reused when present)"
 scripts/install-shellcheck.sh
 scripts/install-bugsink.sh
+scripts/build-collector.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check || die "formatting differs; run 'cargo fmt --all'"
