@@ -150,11 +150,12 @@ impl Config {
             })?;
         let log_filter = env.parse_opt(
             "RUST_LOG",
-            "tracing-subscriber filter directives such as info,somework=debug",
+            "ASCII tracing-subscriber filter directives such as info,somework=debug",
+            // tracing-subscriber 0.3.23 panics on some non-ASCII input (found
+            // by `cargo fuzz run config`), so only ASCII reaches its parser.
             |v| {
-                tracing_subscriber::EnvFilter::try_new(v)
-                    .ok()
-                    .map(|_| v.to_owned())
+                (v.is_ascii() && tracing_subscriber::EnvFilter::try_new(v).is_ok())
+                    .then(|| v.to_owned())
             },
         )?;
         let sdk_disabled = env.parse_or("OTEL_SDK_DISABLED", "true or false", false, parse_bool)?;
@@ -616,6 +617,14 @@ mod tests {
                 .starts_with("invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=200"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_non_ascii_log_filter_is_refused_before_it_can_panic() {
+        // Found by `cargo fuzz run config`: EnvFilter::try_new("\nɦ[") panics.
+        let error = parse(&[("RUST_LOG", "\nɦ[")]).unwrap_err();
+        assert!(error.to_string().contains("RUST_LOG"), "{error}");
+        assert!(parse(&[("RUST_LOG", "info,somework=debug")]).is_ok());
     }
 
     #[test]
