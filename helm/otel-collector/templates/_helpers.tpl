@@ -34,9 +34,12 @@ zero-account
 {{- end -}}
 {{- end -}}
 
-{{/* The file in files/ (a copy of collector-config/) for the pipeline. */}}
+{{/*
+The file in files/ for the pipeline. All but zero-account.yaml are verbatim
+copies of collector-config/ (scripts/render-k8s.sh copies them).
+*/}}
 {{- define "otel-collector.configFile" -}}
-{{- $files := dict "zero-account" "otel-collector-jaeger.yaml" "sentry" "otel-collector.yaml" "tail-sampling" "otel-collector-tail-sampling.yaml" "sentry-otlp" "otel-collector-sentry-otlp.yaml" -}}
+{{- $files := dict "zero-account" "zero-account.yaml" "sentry" "otel-collector.yaml" "tail-sampling" "tail-sampling.yaml" "sentry-otlp" "sentry-otlp.yaml" -}}
 {{- get $files (include "otel-collector.pipeline" .) -}}
 {{- end -}}
 
