@@ -2,6 +2,8 @@
 //!
 //! Everything here starts or talks to real processes: the `somework` binary,
 //! the collector built with ocb, Bugsink, helm. The only hand-written stand-ins
-//! are the ones named `*_double`, for what cannot run on a test machine.
+//! are named as test doubles, for what cannot run on a test machine.
 
+pub mod otlp;
+pub mod service;
 pub mod tools;

@@ -33,10 +33,7 @@ pub fn require(relative: &str, install_hint: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let message = format!(
-        "{} is not installed; {install_hint}",
-        path.display()
-    );
+    let message = format!("{} is not installed; {install_hint}", path.display());
     if in_ci() {
         panic!("{message} (CI=true: a missing tool fails the run)");
     }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's test command (README, `make test`, CI): installs the tools the
+# tests need into .tools/, then runs formatting, lints and every test.
+#
+#   scripts/test.sh              everything
+#   scripts/test.sh --lint-only  formatting, clippy and shellcheck only
+#
+# Build outputs and caches live outside the clone (see CACHE_DIR in lib.sh),
+# so a fresh clone on the same machine reuses them.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+lint_only=false
+case "${1:-}" in
+  --lint-only) lint_only=true ;;
+  "") ;;
+  *) die "unknown option '$1'; usage: scripts/test.sh [--lint-only]" ;;
+esac
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
+export SOMEWORK_TOOLS_DIR="$TOOLS_DIR"
+require_cmd cargo "Install Rust with rustup: https://rustup.rs"
+
+started=$SECONDS
+step() { log "[$((SECONDS - started))s] $*"; }
+
+step "installing tools into $TOOLS_DIR (reused when present)"
+scripts/install-shellcheck.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check || die "formatting differs; run 'cargo fmt --all'"
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "shellcheck"
+"$TOOLS_BIN/shellcheck" scripts/*.sh .ci/run
+
+if [[ "$lint_only" == true ]]; then
+  step "lint passed"
+  exit 0
+fi
+
+step "cargo test (release build; the end-to-end tests run the release binary)"
+cargo test --workspace --release --locked
+
+step "all tests passed"

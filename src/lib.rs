@@ -1,0 +1,15 @@
+//! somework: a reference service for distributed tracing with OpenTelemetry,
+//! the OpenTelemetry Collector and Sentry.
+//!
+//! `main.rs` only wires these modules together:
+//! - [`config`] reads and validates the environment once;
+//! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
+//! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
+//! - [`server`] runs the HTTP server with graceful shutdown.
+
+pub mod config;
+mod error;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+pub mod work;

@@ -1,0 +1,70 @@
+//! The HTTP API: routes, shared state, and the fallbacks that keep every
+//! error response JSON.
+
+pub mod chain;
+mod health;
+mod work;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::http::Uri;
+use axum::routing::get;
+
+use crate::error::AppError;
+use crate::telemetry::http::trace_requests;
+use crate::work::Work;
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub work: Work,
+    pub downstream: chain::Downstream,
+    pub service_name: Arc<str>,
+    pub readiness: Readiness,
+}
+
+/// Whether the service takes new traffic; false once shutdown has begun.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn ready() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    pub fn set_not_ready(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Builds the router. Every route except the health checks runs inside a
+/// SERVER span; the probes stay untraced so they do not flood the traces.
+pub fn router(state: AppState) -> Router {
+    let traced = Router::new()
+        .route("/somework", get(work::somework))
+        .route("/errorwork", get(work::errorwork))
+        .route("/users/{id}", get(work::user))
+        .route("/chain", get(chain::chain))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(trace_requests));
+    let probes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .method_not_allowed_fallback(method_not_allowed);
+    traced.merge(probes).with_state(state)
+}
+
+async fn not_found(uri: Uri) -> AppError {
+    AppError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}

@@ -1,0 +1,133 @@
+//! Runs the HTTP server until SIGTERM or SIGINT, then shuts down in order:
+//! readiness off, stop accepting, drain in-flight requests, flush spans,
+//! flush Sentry.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::Config;
+use crate::routes::{self, AppState, Readiness};
+use crate::telemetry::{self, TelemetryGuard};
+use crate::work::Work;
+
+/// How long in-flight requests may take to finish once shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Serves until a shutdown signal, then flushes telemetry.
+///
+/// `sentry` is the guard from [`telemetry::init_sentry`], which must run
+/// before the runtime starts; tracing is set up here, inside the runtime.
+pub async fn serve(config: Config, sentry: Option<sentry::ClientInitGuard>) -> anyhow::Result<()> {
+    let tracer_provider = match &config.tracing {
+        Some(tracing_config) => {
+            let (provider, _stats) = telemetry::init_tracing(tracing_config)
+                .context("cannot build the OTLP span exporter")?;
+            tracing::info!(
+                endpoint = %tracing_config.endpoint,
+                sampler = ?tracing_config.sampler,
+                service.name = %tracing_config.service_name,
+                "exporting spans over OTLP/gRPC"
+            );
+            Some(provider)
+        }
+        None => {
+            tracing::info!("OTEL_SDK_DISABLED=true: no spans are created or exported");
+            None
+        }
+    };
+    let telemetry = TelemetryGuard::new(tracer_provider, sentry);
+
+    let result = run_http(&config).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_http(config: &Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let downstream_url = match &config.downstream_url {
+        Some(url) => url.clone(),
+        None => own_url(addr)?,
+    };
+    let readiness = Readiness::ready();
+    let state = AppState {
+        work: Work::new(config.work),
+        downstream: routes::chain::Downstream::new(downstream_url.clone())
+            .context("cannot build the HTTP client for DOWNSTREAM_URL")?,
+        service_name: Arc::from(
+            config
+                .tracing
+                .as_ref()
+                .map_or("somework", |tracing| tracing.service_name.as_str()),
+        ),
+        readiness: readiness.clone(),
+    };
+
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received; draining in-flight requests");
+        readiness.set_not_ready();
+        let _ = stopping_tx.send(true);
+    });
+
+    tracing::info!(%addr, downstream = %downstream_url, "listening");
+    let server = axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(signalled(stopping.clone()));
+    let drain_deadline = async {
+        signalled(stopping).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight requests did not finish in time; closing them");
+        }
+    }
+    tracing::info!("HTTP server stopped");
+    Ok(())
+}
+
+/// Resolves once shutdown has been signalled.
+async fn signalled(mut stopping: watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens after it sent.
+    let _ = stopping.wait_for(|stopping| *stopping).await;
+}
+
+/// Waits for SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// This service's own URL, the default next hop for `/chain`.
+fn own_url(addr: SocketAddr) -> anyhow::Result<Url> {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}", SocketAddr::new(ip, addr.port()));
+    Url::parse(&url).with_context(|| format!("cannot build this service's URL from {addr}"))
+}

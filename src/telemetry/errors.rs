@@ -1,0 +1,118 @@
+//! Errors to Sentry through the sentry crate, each linked to the OTel span it
+//! happened in.
+//!
+//! Sentry has no OpenTelemetry integration for Rust that works with this SDK
+//! version, and its OTLP ingestion drops span events, so an `exception` event
+//! on a span never becomes a Sentry issue. Errors therefore go to Sentry as
+//! ordinary error events, and each carries `contexts.trace` with the trace and
+//! span id of its OTel span: Sentry then shows the error inside the trace that
+//! reached it through the collector.
+
+use std::backtrace::Backtrace;
+use std::error::Error;
+
+use opentelemetry::trace::{SpanContext, TraceContextExt as _};
+use sentry::protocol::{Context, Event, Mechanism, TraceContext};
+
+use crate::config::SentryConfig;
+
+/// Starts the Sentry client, or says once that errors stay local.
+///
+/// Call it before the Tokio runtime starts, so that every worker thread's
+/// hub is derived from the configured main hub.
+pub fn init_sentry(config: Option<&SentryConfig>) -> Option<sentry::ClientInitGuard> {
+    let Some(config) = config else {
+        tracing::info!("SENTRY_DSN is not set: errors are logged and traced, not sent to Sentry");
+        return None;
+    };
+    let mut options = sentry::ClientOptions::new()
+        .maybe_release(
+            config
+                .release
+                .clone()
+                .or_else(|| sentry::release_name!().map(Into::into)),
+        )
+        .attach_stacktrace(true)
+        // No request headers, cookies, IPs or user data: the events are built
+        // here from errors alone and carry nothing from the request.
+        .send_default_pii(false)
+        .shutdown_timeout(super::SENTRY_FLUSH_TIMEOUT);
+    options.dsn = Some(config.dsn.clone());
+    if let Some(environment) = &config.environment {
+        options = options.environment(environment.clone());
+    }
+    let guard = sentry::init(options);
+    tracing::info!(
+        host = config.dsn.host(),
+        project = %config.dsn.project_id(),
+        "sending errors to Sentry"
+    );
+    Some(guard)
+}
+
+/// Whether the service recovered from an error (a handled error) or it ended
+/// the request (an unhandled one). Sentry shows the two differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Yes,
+    No,
+}
+
+/// Where an error happened: the stack and the current OTel span at that
+/// point. Errors carry it so that whoever finally reports them reports the
+/// place of the failure, not the place of the report.
+#[derive(Debug)]
+pub struct ErrorOrigin {
+    backtrace: Backtrace,
+    span_context: SpanContext,
+}
+
+impl ErrorOrigin {
+    /// Captures the current stack and span. Only errors pay for the capture.
+    pub fn here() -> Self {
+        Self {
+            backtrace: Backtrace::force_capture(),
+            span_context: opentelemetry::Context::current()
+                .span()
+                .span_context()
+                .clone(),
+        }
+    }
+
+    pub fn span_context(&self) -> &SpanContext {
+        &self.span_context
+    }
+}
+
+/// Sends `error` to Sentry with the stack trace captured where it happened and
+/// the ids of the OTel span it happened in. A no-op when Sentry is off.
+///
+/// Sending never blocks: the event goes to the transport's bounded queue and
+/// is dropped if Sentry is slow or unreachable.
+pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handled: Handled) {
+    if sentry::Hub::current().client().is_none() {
+        return;
+    }
+    let mut event: Event<'static> = sentry::event_from_error(error);
+    if let Some(exception) = event.exception.values.last_mut() {
+        exception.stacktrace =
+            sentry::integrations::backtrace::parse_stacktrace(&origin.backtrace.to_string());
+        exception.mechanism = Some(Mechanism {
+            ty: "somework".into(),
+            handled: Some(handled == Handled::Yes),
+            ..Default::default()
+        });
+    }
+    let span = &origin.span_context;
+    if span.is_valid() {
+        let trace = TraceContext {
+            trace_id: span.trace_id().to_bytes().into(),
+            span_id: span.span_id().to_bytes().into(),
+            ..Default::default()
+        };
+        event
+            .contexts
+            .insert("trace".into(), Context::Trace(Box::new(trace)));
+    }
+    sentry::capture_event(event);
+}

@@ -1,0 +1,134 @@
+//! HTTP instrumentation following the OpenTelemetry HTTP semantic conventions:
+//! a SERVER span per incoming request, continuing the caller's W3C trace
+//! context, and context injection for outgoing requests.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, Method, Version};
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_semantic_conventions::attribute::{
+    ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_SCHEME,
+};
+
+use super::TRACER_NAME;
+
+/// Axum middleware: wraps each request in a SERVER span named
+/// `{METHOD} {route}` (just `{METHOD}` when no route matched, to keep span
+/// names low-cardinality) and logs one line per request with its trace id.
+///
+/// A malformed `traceparent` is ignored by the propagator, so such a request
+/// starts a fresh trace instead of failing.
+pub async fn trace_requests(request: Request, next: Next) -> Response {
+    let parent = global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+
+    let name = match &route {
+        Some(route) => format!("{} {route}", known_method(&method).unwrap_or("HTTP")),
+        None => known_method(&method).unwrap_or("HTTP").to_owned(),
+    };
+    let mut attributes = vec![
+        KeyValue::new(URL_PATH, path.clone()),
+        KeyValue::new(URL_SCHEME, "http"),
+        KeyValue::new(
+            NETWORK_PROTOCOL_VERSION,
+            protocol_version(request.version()),
+        ),
+    ];
+    match known_method(&method) {
+        Some(known) => attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, known)),
+        None => {
+            attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
+            attributes.push(KeyValue::new(
+                HTTP_REQUEST_METHOD_ORIGINAL,
+                method.to_string(),
+            ));
+        }
+    }
+    if let Some(route) = &route {
+        attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
+    }
+
+    let tracer = global::tracer(TRACER_NAME);
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Server)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, &parent);
+    let cx = parent.with_span(span);
+    let started = Instant::now();
+
+    let response = next.run(request).with_context(cx.clone()).await;
+
+    let status = response.status();
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(
+        HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status.as_u16()),
+    ));
+    // Server spans are errors on 5xx only: a 4xx is the client's mistake.
+    if status.is_server_error() {
+        span.set_attribute(KeyValue::new(ERROR_TYPE, status.as_str().to_owned()));
+        span.set_status(Status::error(""));
+    }
+    let span_context = span.span_context();
+    tracing::info!(
+        trace_id = %span_context.trace_id(),
+        span_id = %span_context.span_id(),
+        sampled = span_context.is_sampled(),
+        method = %method,
+        path = %path,
+        status = status.as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    span.end();
+    response
+}
+
+/// Writes the current trace context into outgoing request headers.
+pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
+    global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(cx, &mut HeaderInjector(headers));
+    });
+}
+
+/// The method as the semantic conventions name it, or `None` for methods
+/// outside the HTTP spec (reported as `_OTHER`).
+fn known_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => return None,
+    })
+}
+
+fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}

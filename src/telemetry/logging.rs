@@ -1,0 +1,29 @@
+//! Human-readable or JSON logs through `tracing-subscriber`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// The filter used when `RUST_LOG` is unset. The OpenTelemetry SDK reports
+/// every failed export at error level; [`super::export_health`] turns those
+/// into one warning per outage instead, so the SDK's own logs are muted.
+/// The HTTP and gRPC stacks are kept quiet for the same reason.
+const DEFAULT_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry-otlp=off,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
+
+/// Installs the global log subscriber. `filter` is a validated `RUST_LOG`.
+pub fn init_logging(format: LogFormat, filter: Option<&str>) {
+    let filter = filter
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}

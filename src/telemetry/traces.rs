@@ -1,0 +1,147 @@
+//! The OpenTelemetry tracer provider: OTLP/gRPC exporter, batch processor,
+//! sampler, resource, and the W3C propagators.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::{Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::BaggagePropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
+
+use super::export_health::{ExportStats, ReportingExporter};
+use super::propagation::StrictTraceContextPropagator;
+use crate::config::{SamplerConfig, TracingConfig};
+
+/// The instrumentation scope of every span this service creates.
+pub const TRACER_NAME: &str = "somework";
+
+/// Builds the tracer provider and installs it, with the W3C trace-context and
+/// baggage propagators, as the global ones.
+///
+/// Must run inside a Tokio runtime: the tonic channel spawns its connection
+/// task there. The channel connects lazily, so an unreachable collector does
+/// not delay startup.
+pub fn init_tracing(
+    config: &TracingConfig,
+) -> Result<(SdkTracerProvider, ExportStats), opentelemetry_otlp::ExporterBuildError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(config.endpoint.clone())
+        .with_timeout(config.timeout)
+        .with_metadata(config.headers.clone())
+        .build()?;
+    let stats = ExportStats::default();
+    let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
+
+    let mut batch = BatchConfigBuilder::default();
+    if let Some(delay) = config.batch.scheduled_delay {
+        batch = batch.with_scheduled_delay(delay);
+    }
+    if let Some(size) = config.batch.max_queue_size {
+        batch = batch.with_max_queue_size(size);
+    }
+    if let Some(size) = config.batch.max_export_batch_size {
+        batch = batch.with_max_export_batch_size(size);
+    }
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch.build())
+        .build();
+
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(sampler(config.sampler))
+        .with_resource(resource(config))
+        .build();
+
+    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(StrictTraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    global::set_tracer_provider(provider.clone());
+    Ok((provider, stats))
+}
+
+fn sampler(config: SamplerConfig) -> Sampler {
+    match config {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(ratio) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
+}
+
+/// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then `service.name` (from
+/// `OTEL_SERVICE_NAME`, which wins), `service.version` (the crate version unless
+/// given), and the SDK's `telemetry.sdk.*` attributes.
+fn resource(config: &TracingConfig) -> Resource {
+    let has_version = config
+        .resource_attributes
+        .iter()
+        .any(|(key, _)| key == SERVICE_VERSION);
+    let version = (!has_version).then(|| KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")));
+    Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
+        .with_attributes(
+            config
+                .resource_attributes
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
+                .chain(version),
+        )
+        .with_service_name(config.service_name.clone())
+        .build()
+}
+
+/// Runs `work` inside a new INTERNAL span named `name`, a child of the
+/// current span, and ends the span when `work` completes.
+///
+/// The span is current while `work` is polled, on whichever worker thread
+/// that happens, so context survives `.await` points. A span whose work
+/// returns an error gets status Error: the error passed through it.
+pub async fn in_span<T, E, F>(
+    name: &'static str,
+    attributes: Vec<KeyValue>,
+    work: F,
+) -> Result<T, E>
+where
+    E: Display,
+    F: Future<Output = Result<T, E>>,
+{
+    let tracer = global::tracer(TRACER_NAME);
+    let span = tracer
+        .span_builder(name)
+        .with_attributes(attributes)
+        .start(&tracer);
+    let cx = Context::current_with_span(span);
+    let result = work.with_context(cx.clone()).await;
+    let span = cx.span();
+    if let Err(error) = &result {
+        span.set_status(Status::error(error.to_string()));
+    }
+    span.end();
+    result
+}
+
+/// The trace id of the current span, or `None` when there is no valid span
+/// (for example with `OTEL_SDK_DISABLED=true` and no incoming trace context).
+pub fn current_trace_id() -> Option<String> {
+    let cx = Context::current();
+    let span_context = cx.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}

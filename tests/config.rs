@@ -1,0 +1,74 @@
+//! Every configuration variable with a bad value stops the process with
+//! exit status 2 and a one-line message naming the variable.
+
+use somework_testkit::service::ServiceBuilder;
+
+/// (variable, bad value, a word the message must contain about the accepted form)
+const BAD_VALUES: &[(&str, &str, &str)] = &[
+    ("LISTEN_ADDR", "localhost", "socket address"),
+    ("LISTEN_ADDR", "0.0.0.0:99999", "socket address"),
+    ("LOG_FORMAT", "yaml", "text or json"),
+    ("RUST_LOG", "info,[[", "filter"),
+    ("OTEL_SDK_DISABLED", "yes", "true or false"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4317", "URL"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector:4317", "URL"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url", "URL"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-1", "milliseconds"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "Bad Key=1", "key=value"),
+    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=%ZZ%", "key=value"),
+    (
+        "OTEL_TRACES_SAMPLER",
+        "sometimes",
+        "parentbased_traceidratio",
+    ),
+    ("OTEL_TRACES_SAMPLER_ARG", "2", "between 0 and 1"),
+    ("OTEL_TRACES_SAMPLER_ARG", "NaN", "between 0 and 1"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "=value", "key=value"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "5s", "milliseconds"),
+    ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "positive"),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "4096",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+    ),
+    ("SENTRY_DSN", "not-a-dsn", "DSN"),
+    ("WORK_SLEEP_MS", "-5", "milliseconds"),
+    ("ERROR_RATE", "1.5", "between 0 and 1"),
+    ("DOWNSTREAM_URL", "backend:8080", "URL"),
+];
+
+#[tokio::test]
+async fn every_bad_value_exits_2_naming_the_variable() {
+    let mut failures = Vec::new();
+    for (var, value, form) in BAD_VALUES {
+        let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+            .env(var, *value);
+        let (status, stdout, stderr) = service.run_to_exit().await;
+        let message = stderr.trim();
+        let ok = status.code() == Some(2)
+            && message.lines().count() == 1
+            && message.contains(var)
+            && message.contains(form)
+            && !stdout.contains("listening");
+        if !ok {
+            failures.push(format!("{var}={value:?}: {status:?}, stderr {message:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "bad values not rejected properly:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_subcommand_is_a_usage_error() {
+    let (status, _, stderr) = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .run_to_exit_with_args(&["no-such-command"])
+        .await;
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("no-such-command"), "{stderr}");
+}

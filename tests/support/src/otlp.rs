@@ -1,0 +1,283 @@
+//! An in-process OTLP/gRPC trace receiver, a test double for the collector.
+//!
+//! It implements the real `TraceService/Export` RPC from `opentelemetry-proto`
+//! and keeps every request whole, resource included, so tests can assert on
+//! exactly what the service exported. Its behaviour can be switched to fail
+//! or stall, to test what the service does when its collector misbehaves.
+//! End-to-end tests use the real collector instead (see `collector`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use tokio::sync::{Notify, oneshot};
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// What the receiver does with each export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Accept,
+    /// Answers `UNAVAILABLE`, as a collector does while overloaded or starting.
+    Unavailable,
+    /// Accepts, but only after this long.
+    Delay(Duration),
+}
+
+#[derive(Debug)]
+struct Shared {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    exports: Mutex<u64>,
+    behaviour: Mutex<Behaviour>,
+    arrived: Notify,
+}
+
+/// A running receiver; stops when dropped.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl OtlpReceiver {
+    /// Starts on a random loopback port.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address")).await
+    }
+
+    /// Starts on `addr`, e.g. the address of a receiver that was stopped, to
+    /// simulate a collector restart.
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("cannot bind the OTLP receiver");
+        let addr = listener.local_addr().expect("bound address");
+        let shared = Arc::new(Shared {
+            spans: Mutex::new(Vec::new()),
+            exports: Mutex::new(0),
+            behaviour: Mutex::new(Behaviour::Accept),
+            arrived: Notify::new(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = TraceServiceServer::new(Receiver(shared.clone()));
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            shared,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.shared.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.shared.spans.lock().unwrap().clone()
+    }
+
+    /// How many export calls reached the receiver (accepted or not).
+    pub fn export_calls(&self) -> u64 {
+        *self.shared.exports.lock().unwrap()
+    }
+
+    /// Waits until `done` holds for the spans received so far, or `timeout`
+    /// passes; returns the spans either way, so the caller's assertion shows
+    /// what did arrive.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let spans = self.spans();
+            if done(&spans) || Instant::now() >= deadline {
+                return spans;
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), arrived).await;
+        }
+    }
+
+    /// Waits for at least `count` spans of the trace `trace_id`.
+    pub async fn trace(
+        &self,
+        trace_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<ReceivedSpan> {
+        let spans = self
+            .wait_for(timeout, |spans| {
+                spans.iter().filter(|s| s.trace_id() == trace_id).count() >= count
+            })
+            .await;
+        spans
+            .into_iter()
+            .filter(|s| s.trace_id() == trace_id)
+            .collect()
+    }
+
+    /// Stops listening; returns the address so a new receiver can take it.
+    pub fn stop(mut self) -> SocketAddr {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.addr
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct Receiver(Arc<Shared>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        *self.0.exports.lock().unwrap() += 1;
+        let behaviour = *self.0.behaviour.lock().unwrap();
+        match behaviour {
+            Behaviour::Accept => {}
+            Behaviour::Unavailable => {
+                return Err(tonic::Status::unavailable(
+                    "test double: collector unavailable",
+                ));
+            }
+            Behaviour::Delay(delay) => tokio::time::sleep(delay).await,
+        }
+        let request = request.into_inner();
+        let mut received = Vec::new();
+        for resource_spans in request.resource_spans {
+            let resource = Arc::new(
+                resource_spans
+                    .resource
+                    .map(|r| attributes(&r.attributes))
+                    .unwrap_or_default(),
+            );
+            for scope_spans in resource_spans.scope_spans {
+                let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
+                for span in scope_spans.spans {
+                    received.push(ReceivedSpan {
+                        resource: resource.clone(),
+                        scope: scope.clone(),
+                        span,
+                    });
+                }
+            }
+        }
+        self.0.spans.lock().unwrap().extend(received);
+        self.0.arrived.notify_waiters();
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// One exported span with its resource attributes and scope name.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    pub resource: Arc<HashMap<String, String>>,
+    pub scope: String,
+    pub span: Span,
+}
+
+impl ReceivedSpan {
+    pub fn name(&self) -> &str {
+        &self.span.name
+    }
+
+    pub fn trace_id(&self) -> String {
+        hex::encode(&self.span.trace_id)
+    }
+
+    pub fn span_id(&self) -> String {
+        hex::encode(&self.span.span_id)
+    }
+
+    /// The parent's span id, or `None` for a root span.
+    pub fn parent_span_id(&self) -> Option<String> {
+        (!self.span.parent_span_id.is_empty()).then(|| hex::encode(&self.span.parent_span_id))
+    }
+
+    pub fn kind(&self) -> span::SpanKind {
+        self.span.kind()
+    }
+
+    /// The attribute's value rendered as a string, or `None` if absent.
+    pub fn attr(&self, key: &str) -> Option<String> {
+        attributes(&self.span.attributes).remove(key)
+    }
+
+    pub fn status_code(&self) -> status::StatusCode {
+        self.span
+            .status
+            .as_ref()
+            .map_or(status::StatusCode::Unset, |s| s.code())
+    }
+
+    pub fn event_names(&self) -> Vec<&str> {
+        self.span.events.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// The attributes of the first event called `name`.
+    pub fn event(&self, name: &str) -> Option<HashMap<String, String>> {
+        self.span
+            .events
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| attributes(&e.attributes))
+    }
+}
+
+fn attributes(attributes: &[KeyValue]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), render(kv.value.as_ref())))
+        .collect()
+}
+
+fn render(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
