@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Build the slim OpenTelemetry Collector described by collector-config/builder-config.yaml
+# with the official OpenTelemetry Collector Builder (ocb), and install it as
+# $TOOLS_BIN/otelcol-somework.
+#
+# Idempotent: the binary is rebuilt only when the manifest (or the ocb version) changed;
+# a hash of both is stored next to the binary. The Go module cache (go env GOMODCACHE)
+# and build cache (go env GOCACHE) stay where Go keeps them, outside the clone, and the
+# generated sources go to $CACHE_DIR, so a second run, or a second clone, reuses them.
+#
+# Usage: scripts/build-collector.sh [--force]
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Keep in step with the component versions in the manifest.
+OCB_VERSION=v0.161.0
+# The collector modules of that release declare `go 1.26.0`.
+GO_MIN_MINOR=26
+
+MANIFEST="$ROOT/collector-config/builder-config.yaml"
+BINARY="$TOOLS_BIN/otelcol-somework"
+HASH_FILE="$BINARY.sha256"
+BUILD_DIR="$CACHE_DIR/otelcol-somework-build"
+OCB="$TOOLS_DIR/ocb/$OCB_VERSION/builder"
+
+force=false
+case "${1:-}" in
+  "") ;;
+  --force) force=true ;;
+  *) die "unknown argument '$1'. Usage: scripts/build-collector.sh [--force]" ;;
+esac
+
+require_cmd go "Install Go 1.$GO_MIN_MINOR or newer (https://go.dev/doc/install) and put it on PATH; the collector is built from source with the OpenTelemetry Collector Builder."
+go_version="$(go env GOVERSION)"
+go_minor="$(sed -E 's/^go1\.([0-9]+).*/\1/' <<<"$go_version")"
+if [[ ! "$go_minor" =~ ^[0-9]+$ ]] || ((go_minor < GO_MIN_MINOR)); then
+  die "found $go_version, but the collector $OCB_VERSION needs Go 1.$GO_MIN_MINOR or newer. Upgrade Go and run this script again."
+fi
+
+want_hash="$( (
+  cat "$MANIFEST"
+  printf 'ocb %s\n' "$OCB_VERSION"
+) | sha256sum | cut -d' ' -f1)"
+
+if ! $force && [[ -x "$BINARY" && -f "$HASH_FILE" && "$(cat "$HASH_FILE")" == "$want_hash" ]]; then
+  log "otelcol-somework is up to date ($BINARY); use --force to rebuild"
+  exit 0
+fi
+
+if [[ ! -x "$OCB" ]]; then
+  log "installing the OpenTelemetry Collector Builder $OCB_VERSION into ${OCB%/*}"
+  mkdir -p "${OCB%/*}"
+  GOBIN="${OCB%/*}" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
+fi
+
+log "building otelcol-somework with $go_version in $BUILD_DIR"
+log "(a cold build downloads the modules and compiles them: about 10 minutes on 2 cores; later builds reuse the Go caches)"
+mkdir -p "$BUILD_DIR"
+cp "$MANIFEST" "$BUILD_DIR/builder-config.yaml"
+start=$SECONDS
+# ocb writes the generated sources and the binary to dist.output_path, relative to here.
+# CGO is off by default in ocb, so the binary is static.
+#
+# --skip-get-modules skips ocb's `go mod tidy`, which also fetches the test-only
+# dependencies of every component (testify, envtest helpers, ...). The binary does not
+# need them, and some module mirrors do not serve all of them. With -mod=mod, `go build`
+# resolves exactly the packages the collector imports, from the versions in the manifest.
+(cd "$BUILD_DIR" && GOFLAGS="-mod=mod ${GOFLAGS:-}" "$OCB" --config builder-config.yaml --skip-get-modules) ||
+  die "ocb failed to build the collector (see its output above). Check the component versions in $MANIFEST."
+
+built="$BUILD_DIR/otelcol-somework/otelcol-somework"
+[[ -x "$built" ]] || die "ocb finished but $built is missing"
+
+mkdir -p "$TOOLS_BIN"
+# Install atomically, so a collector that is running from the old binary is unaffected.
+cp "$built" "$BINARY.tmp"
+mv -f "$BINARY.tmp" "$BINARY"
+printf '%s\n' "$want_hash" >"$HASH_FILE"
+
+log "installed $BINARY ($(du -h "$BINARY" | cut -f1), built in $((SECONDS - start)) s): $("$BINARY" --version)"
