@@ -26,10 +26,11 @@ CONFIG_SRC="$ROOT/collector-config"
 CONFIG_DST="$ROOT/helm/otel-collector/files"
 K8S_DIR="$ROOT/k8s"
 
-# The collector configurations the chart carries: every collector config in
-# collector-config/ (the ocb manifest builder-config.yaml is not one).
+# The collector configurations the chart carries verbatim. (local.yaml listens
+# on localhost, for a collector on your machine; the chart's own zero-account.yaml
+# has no counterpart in collector-config/.)
 collector_configs() {
-  find "$CONFIG_SRC" -maxdepth 1 -name 'otel-collector*.yaml' -printf '%f\n' | sort
+  printf '%s\n' otel-collector.yaml tail-sampling.yaml sentry-otlp.yaml
 }
 
 # render DIR: writes the manifests for every chart into DIR.
@@ -90,7 +91,7 @@ if $check; then
 fi
 
 [[ -d "$CONFIG_SRC" ]] || die "$CONFIG_SRC is missing"
-log "copying collector-config/otel-collector*.yaml into helm/otel-collector/files/"
+log "copying the collector configurations from collector-config/ into helm/otel-collector/files/"
 while read -r name; do
   cp "$CONFIG_SRC/$name" "$CONFIG_DST/$name"
 done < <(collector_configs)

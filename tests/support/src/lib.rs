@@ -4,6 +4,7 @@
 //! the collector built with ocb, Bugsink, helm. The only hand-written stand-ins
 //! are named as test doubles, for what cannot run on a test machine.
 
+pub mod helm;
 pub mod otlp;
 pub mod service;
 pub mod tools;
