@@ -1047,3 +1047,227 @@ fn every_chart_has_a_readme_schema_and_notes() {
         }
     }
 }
+
+/// Kills a child process when dropped, so a failing test leaves no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange with a server on 127.0.0.1; returns the status code.
+fn http_status(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the Bugsink Deployment's `create-project` init container against the
+/// real Bugsink release the image carries (from PyPI), with the image's own
+/// settings template, and checks that the project it creates accepts events
+/// sent with the somework chart's zero-account DSN.
+#[test]
+fn bugsink_init_container_creates_the_project_of_the_services_dsn() {
+    let Some(helm) = Helm::find() else { return };
+    let Some(manage) = tools::require(
+        "bugsink-venv/bin/bugsink-manage",
+        "run scripts/install-bugsink.sh",
+    ) else {
+        return;
+    };
+    let venv_bin = manage
+        .parent()
+        .unwrap_or_else(|| panic!("no parent of {}", manage.display()));
+    let backends = helm.render(&release("demo-backends-defaults"));
+    let deployment: Deployment = backends.get("Deployment", "bugsink");
+    let spec = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .unwrap_or_default();
+    let init = spec
+        .init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == "create-project")
+        .unwrap_or_else(|| panic!("no create-project init container"));
+
+    // The image's settings: Bugsink's docker template, which reads everything
+    // from the environment. Only its fixed /tmp paths move into the scratch dir.
+    let templates = std::fs::read_dir(venv_bin.join("../lib"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(Result::ok)
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/bugsink/conf_templates/docker.py.template")
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no docker.py.template in {}", venv_bin.display()));
+    let dir = scratch_dir();
+    let scratch = dir.path().display().to_string();
+    let conf = read(&templates).replace(
+        "/tmp/snappea.sqlite3",
+        &format!("{scratch}/snappea.sqlite3"),
+    ) + &format!("\nBUGSINK[\"INGEST_STORE_BASE_DIR\"] = \"{scratch}/ingestion\"\n");
+    std::fs::write(dir.path().join("bugsink_conf.py"), conf).unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"));
+
+    // The init container's environment: literal values as rendered, Secret
+    // values made up, paths and URL pointed at this machine.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in init.env.iter().flatten() {
+        let value = match (var.name.as_str(), &var.value) {
+            ("DATABASE_PATH", _) => format!("{scratch}/db.sqlite3"),
+            ("BASE_URL", _) => format!("http://127.0.0.1:{port}"),
+            ("PORT", _) => port.to_string(),
+            (_, Some(v)) => v.clone(),
+            ("SECRET_KEY", None) => {
+                "k".repeat(10) + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+            }
+            (name, None) => panic!("unexpected Secret-backed env {name} in create-project"),
+        };
+        env.push((var.name.clone(), value));
+    }
+    let command = init.command.clone().unwrap_or_default();
+    assert_eq!(command.first().map(String::as_str), Some("bugsink-manage"));
+    let run = |program: &str, args: &[String]| {
+        Command::new(venv_bin.join(program))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("DJANGO_SETTINGS_MODULE", "bugsink_conf")
+            .env("PYTHONPATH", dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
+    };
+    let init_args: Vec<String> = command[1..]
+        .iter()
+        .chain(init.args.iter().flatten())
+        .cloned()
+        .collect();
+
+    let somework = helm.render(&release("somework-defaults"));
+    let dsn = somework.string_data("Secret", "somework-sentry")["SENTRY_DSN"].clone();
+    let (key, project_id) = dsn
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('@'))
+        .and_then(|(key, rest)| {
+            rest.rsplit_once('/')
+                .map(|(_, id)| (key.to_owned(), id.to_owned()))
+        })
+        .unwrap_or_else(|| panic!("not a DSN: {dsn}"));
+
+    for expected in ["created", "updated"] {
+        let out = run("bugsink-manage", &init_args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "create-project failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "{expected} project somework DSN http://{key}@127.0.0.1:{port}/{project_id}"
+            )),
+            "second run must keep the project; got: {stdout}"
+        );
+    }
+
+    // What the image's command does next: snappea's queue, then gunicorn.
+    let out = run(
+        "bugsink-manage",
+        &[
+            "migrate".into(),
+            "snappea".into(),
+            "--database=snappea".into(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Command::new(venv_bin.join("gunicorn"))
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "bugsink.wsgi",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("DJANGO_SETTINGS_MODULE", "bugsink_conf")
+        .env("PYTHONPATH", dir.path())
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap_or_else(|e| panic!("start gunicorn: {e}"));
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        http_status(port, "GET", "/health/ready", &[], "") == Some(200)
+    });
+    assert!(ready, "Bugsink did not become ready on port {port}");
+
+    // An event with the services' DSN is accepted; a wrong key is refused.
+    let event = r#"{"event_id":"4f2b3a6c1d8e4b5f9a0c7d6e5f4a3b2c","platform":"other","level":"error","message":"helm chart wiring check"}"#;
+    let store = format!("/api/{project_id}/store/");
+    let auth = |key: &str| {
+        format!("Sentry sentry_version=7, sentry_client=somework-tests/1.0, sentry_key={key}")
+    };
+    let good = http_status(
+        port,
+        "POST",
+        &store,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Sentry-Auth", &auth(&key)),
+        ],
+        event,
+    );
+    assert_eq!(
+        good,
+        Some(200),
+        "Bugsink refused an event sent with the services' DSN {dsn}"
+    );
+    let wrong = http_status(
+        port,
+        "POST",
+        &store,
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Sentry-Auth", &auth("ffffffffffffffffffffffffffffffff")),
+        ],
+        event,
+    );
+    assert_eq!(wrong, Some(403), "Bugsink must refuse a wrong key");
+    drop(server);
+}
