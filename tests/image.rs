@@ -66,12 +66,8 @@ fn final_image_is_distroless_and_runs_as_the_charts_user() {
         .parse()
         .unwrap_or_else(|_| panic!("group must be numeric: {user}"));
     assert_ne!(uid, 0);
-    assert!(
-        stage
-            .iter()
-            .any(|l| *l == "ENTRYPOINT [\"/usr/local/bin/somework\"]")
-    );
-    assert!(stage.iter().any(|l| *l == "EXPOSE 8080"));
+    assert!(stage.contains(&"ENTRYPOINT [\"/usr/local/bin/somework\"]"));
+    assert!(stage.contains(&"EXPOSE 8080"));
 
     let Some(helm) = Helm::find() else { return };
     let rendered = helm.render(&Release::new("somework"));
