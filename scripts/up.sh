@@ -210,7 +210,11 @@ Call it yourself:
 EOF
 else
   org_hint="your organization"
-  [[ -n "${SENTRY_ORG:-}" ]] && org_hint="https://$SENTRY_ORG.sentry.io"
+  if [[ -n "${SENTRY_URL:-}" && "${SENTRY_URL:-}" != https://sentry.io ]]; then
+    org_hint="$SENTRY_URL"
+  elif [[ -n "${SENTRY_ORG:-}" ]]; then
+    org_hint="https://$SENTRY_ORG.sentry.io"
+  fi
   cat <<EOF
 In Sentry ($org_hint):
   Issues: search   trace:$error_trace
