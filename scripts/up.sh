@@ -86,10 +86,11 @@ fi
 # --- 4. Image --------------------------------------------------------------
 # Tagged by a hash of what goes into it: unchanged sources keep the tag, so a
 # second run rolls nothing out; a code change gets a new tag and a rollout.
+sha256() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; }
 tag="dev-$({
   cat Dockerfile Cargo.toml Cargo.lock tests/support/Cargo.toml
   find src tests/support/src -type f -print0 | sort -z | xargs -0 cat
-} | sha256sum | cut -c1-12)"
+} | sha256 | cut -c1-12)"
 image="somework:$tag"
 if minikube image ls --profile "$PROFILE" | grep -q "somework:$tag\$"; then
   step "image $image is already in minikube"
@@ -99,18 +100,16 @@ else
 fi
 
 # --- 5. Secrets ------------------------------------------------------------
-# apply_secret NAMESPACE NAME KEY=VALUE...: creates or updates a Secret
-# without writing the values anywhere but the cluster.
+# apply_secret NAMESPACE NAME KEY=VALUE...: creates or updates a Secret. The
+# values go through a pipe, never a command line (which `ps` would show), and
+# are written nowhere but the cluster.
 apply_secret() {
   local namespace="$1" name="$2"
   shift 2
-  local args=()
-  local pair
-  for pair in "$@"; do
-    args+=(--from-literal "$pair")
-  done
-  "${KUBECTL[@]}" create secret generic "$name" --namespace "$namespace" "${args[@]}" \
-    --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
+  printf '%s\n' "$@" |
+    "${KUBECTL[@]}" create secret generic "$name" --namespace "$namespace" \
+      --from-env-file=/dev/stdin --dry-run=client -o yaml |
+    "${KUBECTL[@]}" apply -f - >/dev/null
 }
 for ns in "$OBS_NS" "$APP_NS"; do
   "${KUBECTL[@]}" create namespace "$ns" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
@@ -154,7 +153,8 @@ elif "${HELM[@]}" status demo-backends --namespace "$OBS_NS" >/dev/null 2>&1; th
   step "removing the zero-account backends (Sentry takes both legs now)"
   "${HELM[@]}" uninstall demo-backends --namespace "$OBS_NS" --wait >/dev/null
 fi
-install otel-collector "$OBS_NS" "${collector_args[@]}"
+# (The ${a[@]+"${a[@]}"} form keeps bash 3.2, macOS's, happy with empty arrays.)
+install otel-collector "$OBS_NS" ${collector_args[@]+"${collector_args[@]}"}
 install somework "$APP_NS" "${somework_args[@]}"
 for deployment in somework-frontend somework-backend; do
   "${KUBECTL[@]}" --namespace "$APP_NS" rollout status "deployment/$deployment" --timeout 5m
