@@ -87,12 +87,23 @@ pub enum SamplerConfig {
     ParentBasedTraceIdRatio(f64),
 }
 
-/// The batch span processor settings (`OTEL_BSP_*`); `None` keeps the SDK default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The batch span processor settings (`OTEL_BSP_*`), defaulting to the
+/// SDK's own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    pub scheduled_delay: Option<Duration>,
-    pub max_queue_size: Option<usize>,
-    pub max_export_batch_size: Option<usize>,
+    pub scheduled_delay: Duration,
+    pub max_queue_size: usize,
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            scheduled_delay: Duration::from_millis(5000),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -298,34 +309,37 @@ impl SamplerConfig {
 
 impl BatchConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let defaults = BatchConfig::default();
         let config = BatchConfig {
-            scheduled_delay: env.parse_opt(
+            scheduled_delay: env.parse_or(
                 "OTEL_BSP_SCHEDULE_DELAY",
                 "a whole number of milliseconds",
+                defaults.scheduled_delay,
                 parse_millis,
             )?,
-            max_queue_size: env.parse_opt(
+            max_queue_size: env.parse_or(
                 "OTEL_BSP_MAX_QUEUE_SIZE",
                 "a positive whole number",
+                defaults.max_queue_size,
                 parse_positive,
             )?,
-            max_export_batch_size: env.parse_opt(
+            max_export_batch_size: env.parse_or(
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
                 "a positive whole number",
+                defaults.max_export_batch_size,
                 parse_positive,
             )?,
         };
         // The SDK would silently shrink the batch; say so instead.
-        const SDK_DEFAULT_QUEUE_SIZE: usize = 2048;
-        if let Some(batch) = config.max_export_batch_size {
-            let queue = config.max_queue_size.unwrap_or(SDK_DEFAULT_QUEUE_SIZE);
-            if batch > queue {
-                return Err(ConfigError::Inconsistent {
-                    var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                    value: batch.to_string(),
-                    reason: format!("must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({queue})"),
-                });
-            }
+        if config.max_export_batch_size > config.max_queue_size {
+            return Err(ConfigError::Inconsistent {
+                var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                value: config.max_export_batch_size.to_string(),
+                reason: format!(
+                    "must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({})",
+                    config.max_queue_size
+                ),
+            });
         }
         Ok(config)
     }

@@ -17,6 +17,9 @@ pub enum AppError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Refused by a server limit, or a failure without more detail to give.
+    #[error("{reason}")]
+    Rejected { status: StatusCode, reason: String },
     #[error(transparent)]
     Work(#[from] WorkError),
     #[error(transparent)]
@@ -37,6 +40,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Rejected { status, .. } => *status,
             AppError::Work(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Downstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -51,7 +55,10 @@ impl IntoResponse for AppError {
         match &self {
             AppError::Work(error) => capture_error(error, error.origin(), Handled::No),
             AppError::Downstream(error) => capture_error(error, error.origin(), Handled::No),
-            AppError::BadRequest(_) | AppError::NotFound(_) | AppError::MethodNotAllowed => {}
+            AppError::BadRequest(_)
+            | AppError::NotFound(_)
+            | AppError::MethodNotAllowed
+            | AppError::Rejected { .. } => {}
         }
         let body = ErrorBody {
             error: self.to_string(),

@@ -24,9 +24,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 /// `sentry` is the guard from [`telemetry::init_sentry`], which must run
 /// before the runtime starts; tracing is set up here, inside the runtime.
 pub async fn serve(config: Config, sentry: Option<sentry::ClientInitGuard>) -> anyhow::Result<()> {
-    let tracer_provider = match &config.tracing {
+    let tracing = match &config.tracing {
         Some(tracing_config) => {
-            let (provider, _stats) = telemetry::init_tracing(tracing_config)
+            let tracing = telemetry::init_tracing(tracing_config)
                 .context("cannot build the OTLP span exporter")?;
             tracing::info!(
                 endpoint = %tracing_config.endpoint,
@@ -34,14 +34,14 @@ pub async fn serve(config: Config, sentry: Option<sentry::ClientInitGuard>) -> a
                 service.name = %tracing_config.service_name,
                 "exporting spans over OTLP/gRPC"
             );
-            Some(provider)
+            Some(tracing)
         }
         None => {
             tracing::info!("OTEL_SDK_DISABLED=true: no spans are created or exported");
             None
         }
     };
-    let telemetry = TelemetryGuard::new(tracer_provider, sentry);
+    let telemetry = TelemetryGuard::new(tracing, sentry);
 
     let result = run_http(&config).await;
     telemetry.shutdown().await;

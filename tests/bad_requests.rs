@@ -134,3 +134,50 @@ async fn malformed_trace_context_starts_a_fresh_trace() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_and_bodies_are_refused_with_json() {
+    let receiver = OtlpReceiver::start().await;
+    let service = start(&receiver).await;
+    let client = reqwest::Client::new();
+
+    let huge = "x".repeat(70 * 1024);
+    for path in ["/somework", "/healthz"] {
+        let response = client
+            .get(service.url(path))
+            .header("x-padding", huge.as_str())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 431, "{path}");
+        let body: Value = response.json().await.expect("JSON");
+        assert!(
+            body["error"].as_str().unwrap().contains("headers exceed"),
+            "{body}"
+        );
+    }
+
+    let response = client
+        .post(service.url("/somework"))
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["error"].as_str().unwrap().contains("body exceeds"),
+        "{body}"
+    );
+
+    // The service is unharmed.
+    assert_eq!(
+        client
+            .get(service.url("/somework"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}

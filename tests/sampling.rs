@@ -53,7 +53,7 @@ async fn send(
 }
 
 /// Flushes by shutting the service down, then returns the traces received.
-async fn sampled_traces(service: Service, receiver: &OtlpReceiver) -> Vec<String> {
+async fn sampled_traces(mut service: Service, receiver: &OtlpReceiver) -> Vec<String> {
     let (status, _) = service.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
     receiver

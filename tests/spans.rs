@@ -117,7 +117,7 @@ async fn server_span_follows_the_http_semantic_conventions() {
     let service = start(&receiver, |s| s).await;
 
     let (_, body) = get(&service.url("/users/123")).await;
-    let spans = receiver.trace(&trace_id(&body), 5, WAIT).await;
+    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
     let server = one(&spans, "GET /users/{id}");
     assert_eq!(server.kind(), SpanKind::Server);
     assert_eq!(server.attr("http.request.method").as_deref(), Some("GET"));
@@ -368,7 +368,7 @@ async fn probes_are_not_traced_but_unknown_routes_and_methods_are() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_spans_that_the_schedule_would_send_much_later() {
     let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s.env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
+    let mut service = start(&receiver, |s| s.env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
 
     let mut trace_ids = Vec::new();
     for _ in 0..5 {

@@ -27,9 +27,18 @@ pub const MAX_HOPS: u8 = 10;
 /// How long one hop may take, including all hops behind it.
 const DOWNSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The query of `/chain`.
 #[derive(Debug, Deserialize)]
 pub struct ChainParams {
     hops: Option<u8>,
+}
+
+impl ChainParams {
+    /// The requested hop count, if it is within `0..=MAX_HOPS` (default 1).
+    pub fn hops(&self) -> Option<u8> {
+        let hops = self.hops.unwrap_or(1);
+        (hops <= MAX_HOPS).then_some(hops)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -49,10 +58,7 @@ pub async fn chain(
     let invalid =
         || AppError::BadRequest(format!("hops must be a whole number from 0 to {MAX_HOPS}"));
     let Query(params) = params.map_err(|_| invalid())?;
-    let hops = params.hops.unwrap_or(1);
-    if hops > MAX_HOPS {
-        return Err(invalid());
-    }
+    let hops = params.hops().ok_or_else(invalid)?;
     let downstream = match hops.checked_sub(1) {
         Some(remaining) => Some(state.downstream.chain(remaining).await?),
         None => None,

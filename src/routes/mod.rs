@@ -3,6 +3,7 @@
 
 pub mod chain;
 mod health;
+pub mod limits;
 mod work;
 
 use std::sync::Arc;
@@ -10,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::http::Uri;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::AppError;
 use crate::telemetry::http::trace_requests;
@@ -44,8 +48,14 @@ impl Readiness {
 }
 
 /// Builds the router. Every route except the health checks runs inside a
-/// SERVER span; the probes stay untraced so they do not flood the traces.
+/// SERVER span; the probes stay untraced so they do not flood the traces,
+/// and outside the concurrency limit so that load does not fail them.
+///
+/// Layers run outside-in: size checks, concurrency limit, SERVER span,
+/// timeout, panic catcher, handler. A timeout or a panic is therefore
+/// still recorded on the request's span.
 pub fn router(state: AppState) -> Router {
+    let permits = Arc::new(Semaphore::new(limits::MAX_CONCURRENT_REQUESTS));
     let traced = Router::new()
         .route("/somework", get(work::somework))
         .route("/errorwork", get(work::errorwork))
@@ -53,12 +63,18 @@ pub fn router(state: AppState) -> Router {
         .route("/chain", get(chain::chain))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(trace_requests));
+        .layer(CatchPanicLayer::custom(limits::panic_response))
+        .layer(from_fn(limits::time_out))
+        .layer(from_fn(trace_requests))
+        .layer(from_fn_with_state(permits, limits::limit_concurrency));
     let probes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .method_not_allowed_fallback(method_not_allowed);
-    traced.merge(probes).with_state(state)
+    traced
+        .merge(probes)
+        .layer(from_fn(limits::reject_oversized))
+        .with_state(state)
 }
 
 async fn not_found(uri: Uri) -> AppError {

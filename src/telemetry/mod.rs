@@ -7,7 +7,7 @@
 //! hub), OpenTelemetry inside the runtime (the tonic exporter needs it).
 
 mod errors;
-mod export_health;
+mod export_stats;
 pub mod http;
 mod logging;
 pub mod propagation;
@@ -15,8 +15,10 @@ mod traces;
 
 use std::time::Duration;
 
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
 pub use errors::{ErrorOrigin, Handled, capture_error, init_sentry};
-pub use export_health::ExportStats;
+pub use export_stats::{ExportCounts, ExportStats};
 pub use logging::init_logging;
 pub use traces::{TRACER_NAME, current_trace_id, in_span, init_tracing};
 
@@ -28,19 +30,16 @@ pub const SENTRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Owns the exporters; [`TelemetryGuard::shutdown`] flushes them in order.
 #[must_use = "dropping the guard without calling shutdown loses buffered spans"]
 pub struct TelemetryGuard {
-    tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    tracing: Option<(SdkTracerProvider, ExportStats)>,
     sentry: Option<sentry::ClientInitGuard>,
 }
 
 impl TelemetryGuard {
     pub fn new(
-        tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+        tracing: Option<(SdkTracerProvider, ExportStats)>,
         sentry: Option<sentry::ClientInitGuard>,
     ) -> Self {
-        Self {
-            tracer_provider,
-            sentry,
-        }
+        Self { tracing, sentry }
     }
 
     /// Flushes spans, then Sentry events, each within its own time bound.
@@ -51,7 +50,7 @@ impl TelemetryGuard {
     /// thread while this task only awaits its result, with a deadline, so an
     /// unreachable collector or Sentry cannot hold the process past its bound.
     pub async fn shutdown(self) {
-        if let Some(provider) = self.tracer_provider {
+        if let Some((provider, stats)) = self.tracing {
             let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
                 provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
             })
@@ -63,6 +62,14 @@ impl TelemetryGuard {
                 }
                 None => tracing::warn!("span flush timed out; unsent spans are lost"),
             }
+            let counts = stats.counts();
+            tracing::info!(
+                spans.exported = counts.exported,
+                spans.failed = counts.failed,
+                spans.dropped = counts.dropped,
+                spans.unsent = counts.pending,
+                "span export summary"
+            );
         }
         if let Some(sentry) = self.sentry {
             // Dropping the init guard flushes and closes the client, bounded

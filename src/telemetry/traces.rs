@@ -16,7 +16,7 @@ use opentelemetry_sdk::trace::{
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 
-use super::export_health::{ExportStats, ReportingExporter};
+use super::export_stats::{CountingProcessor, ExportStats, ReportingExporter};
 use super::propagation::StrictTraceContextPropagator;
 use crate::config::{SamplerConfig, TracingConfig};
 
@@ -41,19 +41,20 @@ pub fn init_tracing(
     let stats = ExportStats::default();
     let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
 
-    let mut batch = BatchConfigBuilder::default();
-    if let Some(delay) = config.batch.scheduled_delay {
-        batch = batch.with_scheduled_delay(delay);
-    }
-    if let Some(size) = config.batch.max_queue_size {
-        batch = batch.with_max_queue_size(size);
-    }
-    if let Some(size) = config.batch.max_export_batch_size {
-        batch = batch.with_max_export_batch_size(size);
-    }
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch.build())
+    // Every value is set explicitly, so the processor runs with exactly
+    // the validated configuration.
+    let batch = BatchConfigBuilder::default()
+        .with_scheduled_delay(config.batch.scheduled_delay)
+        .with_max_queue_size(config.batch.max_queue_size)
+        .with_max_export_batch_size(config.batch.max_export_batch_size)
         .build();
+    let processor = CountingProcessor::new(
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build(),
+        config.batch.max_queue_size,
+        stats.clone(),
+    );
 
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)

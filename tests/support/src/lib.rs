@@ -4,7 +4,9 @@
 //! the collector built with ocb, Bugsink, helm. The only hand-written stand-ins
 //! are named as test doubles, for what cannot run on a test machine.
 
+pub mod bugsink;
 pub mod helm;
+pub mod net;
 pub mod otlp;
 pub mod service;
 pub mod tools;

@@ -41,11 +41,18 @@ struct Shared {
 }
 
 /// A running receiver; stops when dropped.
+///
+/// It runs on a runtime of its own, on its own thread, so that [`kill`]
+/// can drop every connection at once, as a crashed collector does. (Aborting
+/// a server task would leave its spawned connection tasks serving.)
+///
+/// [`kill`]: OtlpReceiver::kill
 #[derive(Debug)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl OtlpReceiver {
@@ -54,12 +61,13 @@ impl OtlpReceiver {
         Self::start_on("127.0.0.1:0".parse().expect("valid address")).await
     }
 
-    /// Starts on `addr`, e.g. the address of a receiver that was stopped, to
+    /// Starts on `addr`, e.g. the address of a receiver that was killed, to
     /// simulate a collector restart.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("cannot bind the OTLP receiver");
+        let listener = std::net::TcpListener::bind(addr).expect("cannot bind the OTLP receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared {
             spans: Mutex::new(Vec::new()),
@@ -67,20 +75,32 @@ impl OtlpReceiver {
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
         });
-        let (stop, stopped) = oneshot::channel::<()>();
         let service = TraceServiceServer::new(Receiver(shared.clone()));
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
-                .await;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("receiver runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let server = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                tokio::select! {
+                    _ = server => {}
+                    _ = stopped => {}
+                }
+            });
+            // Drops the listener and every connection task at once.
+            runtime.shutdown_background();
         });
         Self {
             addr,
             shared,
             stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -144,20 +164,27 @@ impl OtlpReceiver {
             .collect()
     }
 
-    /// Stops listening; returns the address so a new receiver can take it.
-    pub fn stop(mut self) -> SocketAddr {
+    /// Stops abruptly, as a crashed collector does: the listener and every
+    /// open connection close at once. Returns the address, so a new receiver
+    /// can take it over.
+    pub async fn kill(mut self) -> SocketAddr {
+        self.stop_now();
+        self.addr
+    }
+
+    fn stop_now(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.addr
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop_now();
     }
 }
 

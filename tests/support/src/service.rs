@@ -193,11 +193,15 @@ impl Service {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long
-    /// the shutdown took. Panics if the process outlives `limit`.
-    pub async fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration) {
+    /// the shutdown took. Panics if the process outlives `limit`. The logs
+    /// stay readable afterwards.
+    pub async fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
         self.sigterm();
-        match tokio::time::timeout(limit, self.child.wait()).await {
+        let waited = tokio::time::timeout(limit, self.child.wait()).await;
+        // Let the log readers drain what the process printed last.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match waited {
             Ok(status) => (status.expect("cannot wait for somework"), started.elapsed()),
             Err(_) => panic!(
                 "somework did not exit within {limit:?} of SIGTERM; output:\n{}",
