@@ -5,8 +5,10 @@
 //! are named as test doubles, for what cannot run on a test machine.
 
 pub mod bugsink;
+pub mod collector;
 pub mod helm;
 pub mod net;
 pub mod otlp;
+pub mod sentry_double;
 pub mod service;
 pub mod tools;

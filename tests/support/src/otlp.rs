@@ -207,32 +207,38 @@ impl TraceService for Receiver {
             }
             Behaviour::Delay(delay) => tokio::time::sleep(delay).await,
         }
-        let request = request.into_inner();
-        let mut received = Vec::new();
-        for resource_spans in request.resource_spans {
-            let resource = Arc::new(
-                resource_spans
-                    .resource
-                    .map(|r| attributes(&r.attributes))
-                    .unwrap_or_default(),
-            );
-            for scope_spans in resource_spans.scope_spans {
-                let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
-                for span in scope_spans.spans {
-                    received.push(ReceivedSpan {
-                        resource: resource.clone(),
-                        scope: scope.clone(),
-                        span,
-                    });
-                }
-            }
-        }
+        let received = spans_of(request.into_inner());
         self.0.spans.lock().unwrap().extend(received);
         self.0.arrived.notify_waiters();
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
     }
+}
+
+/// Flattens an OTLP export request into its spans, each with its resource
+/// attributes and scope name.
+pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
+    let mut received = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = Arc::new(
+            resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default(),
+        );
+        for scope_spans in resource_spans.scope_spans {
+            let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
+            for span in scope_spans.spans {
+                received.push(ReceivedSpan {
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    span,
+                });
+            }
+        }
+    }
+    received
 }
 
 /// One exported span with its resource attributes and scope name.

@@ -1,0 +1,717 @@
+//! The real collector (built with ocb) running the configs in `collector-config/`,
+//! between the real `somework` binary and a Sentry test double.
+//!
+//! Each test starts its own collector on free ports (see `somework_testkit::collector`),
+//! so the tests run in parallel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use serde_json::Value;
+use somework_testkit::collector::{self, Collector, CollectorBuilder};
+use somework_testkit::sentry_double::{IngestedSpan, SentryDouble};
+use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::tools;
+
+/// The project that the default configs map the demo's services to.
+const PROJECT: &str = "somework-demo";
+/// A project named like a service that the configs do not map.
+const STRAY: &str = "stray-service";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The spans of one `/somework` or `/errorwork` request (see tests/spans.rs).
+fn span_names(route: &str) -> BTreeSet<String> {
+    [
+        &format!("GET {route}"),
+        "somework",
+        "MiddleWork",
+        "ErrorWork",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// The environment the Sentry-exporting configs need, pointing at `double`.
+fn sentry_env(double: &SentryDouble) -> Vec<(&'static str, String)> {
+    vec![
+        ("SENTRY_URL", double.url()),
+        ("SENTRY_ORG", double.org().to_owned()),
+        ("SENTRY_AUTH_TOKEN", double.token().to_owned()),
+        ("SENTRY_PROJECT", PROJECT.to_owned()),
+    ]
+}
+
+/// A collector running `config` that exports to `double`.
+///
+/// The `sentry` exporter builds each project's ingest URL from the DSN's scheme
+/// and host only (sentry-go's `Dsn.GetHost()`), dropping the port: it posts to
+/// `http://127.0.0.1/api/{id}/...` for the double's `http://key@127.0.0.1:PORT/id`.
+/// So the test sends the exporter's HTTP client through the double as its HTTP
+/// proxy (`http.proxy_url`, a standard confighttp setting), which delivers every
+/// request to the double with the exact URL the exporter computed.
+async fn sentry_collector(binary: &Path, config: &str, double: &SentryDouble) -> Collector {
+    let mut builder = CollectorBuilder::new(binary, config)
+        .set("exporters.sentry.http.proxy_url", &double.url())
+        .set("processors.batch.timeout", "200ms");
+    for (key, value) in sentry_env(double) {
+        builder = builder.env(key, value);
+    }
+    builder.start().await
+}
+
+async fn service(collector: &Collector, service_name: &str) -> Service {
+    ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            collector.otlp_grpc_endpoint(),
+        )
+        .env("OTEL_SERVICE_NAME", service_name)
+        .start()
+        .await
+}
+
+/// GETs `path` and returns the status and the trace id from the JSON body.
+async fn request(service: &Service, path: &str) -> (u16, String) {
+    let response = reqwest::get(service.url(path))
+        .await
+        .expect("request failed");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON body");
+    let trace_id = body["trace_id"]
+        .as_str()
+        .expect("trace_id in body")
+        .to_owned();
+    (status, trace_id)
+}
+
+/// The accepted spans grouped by trace id.
+fn by_trace(spans: &[IngestedSpan]) -> BTreeMap<String, Vec<&IngestedSpan>> {
+    let mut traces: BTreeMap<String, Vec<&IngestedSpan>> = BTreeMap::new();
+    for span in spans {
+        traces.entry(span.span.trace_id()).or_default().push(span);
+    }
+    traces
+}
+
+fn names(spans: &[&IngestedSpan]) -> BTreeSet<String> {
+    spans.iter().map(|s| s.span.name().to_owned()).collect()
+}
+
+/// True when every trace in `wanted` arrived with all its spans.
+fn complete(spans: &[IngestedSpan], wanted: &[(String, &str)]) -> bool {
+    let traces = by_trace(spans);
+    wanted.iter().all(|(trace_id, route)| {
+        traces
+            .get(trace_id)
+            .is_some_and(|t| names(t) == span_names(route))
+    })
+}
+
+/// Asserts that each trace arrived whole, once, at `project` with its key, and that
+/// `/errorwork` traces kept their Error status.
+fn assert_delivered(spans: &[IngestedSpan], wanted: &[(String, &str)], project_id: u64, key: &str) {
+    let traces = by_trace(spans);
+    for (trace_id, route) in wanted {
+        let trace = traces
+            .get(trace_id)
+            .unwrap_or_else(|| panic!("trace {trace_id} of {route} never arrived"));
+        let mut names: Vec<_> = trace.iter().map(|s| s.span.name().to_owned()).collect();
+        names.sort();
+        let mut expected: Vec<_> = span_names(route).into_iter().collect();
+        expected.sort();
+        assert_eq!(names, expected, "spans of {route} trace {trace_id}");
+        for span in trace {
+            assert_eq!(
+                span.project_id,
+                project_id,
+                "project of {}",
+                span.span.name()
+            );
+            assert_eq!(
+                span.sentry_key,
+                key,
+                "x-sentry-auth key of {}",
+                span.span.name()
+            );
+            let expected_status = if *route == "/errorwork" {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            };
+            assert_eq!(
+                span.span.status_code(),
+                expected_status,
+                "status of {} in {route}",
+                span.span.name()
+            );
+        }
+    }
+}
+
+/// The value of one series in Prometheus text format, e.g.
+/// `metric(text, r#"up{job="x"}"#)`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn every_config_validates() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let sentry = [
+        ("SENTRY_URL", "https://sentry.io"),
+        ("SENTRY_ORG", "my-org"),
+        ("SENTRY_AUTH_TOKEN", "sntrys_token"),
+        ("SENTRY_PROJECT", "somework"),
+    ];
+    let otlp = [
+        (
+            "SENTRY_OTLP_TRACES_URL",
+            "https://o1.ingest.sentry.io/api/4505/integration/otlp/v1/traces/",
+        ),
+        ("SENTRY_PUBLIC_KEY", "abc123"),
+    ];
+    for (config, env) in [
+        ("otel-collector.yaml", &sentry[..]),
+        ("tail-sampling.yaml", &sentry[..]),
+        ("sentry-otlp.yaml", &otlp[..]),
+        ("local.yaml", &[][..]),
+    ] {
+        let output = collector::validate(&binary, &collector::config(config), env);
+        assert!(
+            output.status.success(),
+            "{config} does not validate: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn validate_rejects_a_sentry_config_without_its_settings() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let output = collector::validate(
+        &binary,
+        &collector::config("otel-collector.yaml"),
+        &[
+            ("SENTRY_AUTH_TOKEN", "token"),
+            ("SENTRY_PROJECT", "somework"),
+        ],
+    );
+    assert!(!output.status.success(), "validated without SENTRY_ORG");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("org_slug"), "unexpected error: {stderr}");
+}
+
+/// Sends one OTLP request with four resources straight to the collector:
+/// two mapped service names, one unmapped, and one without `service.name`.
+async fn send_foreign_resources(collector: &Collector) -> BTreeMap<&'static str, String> {
+    let mut trace_ids = BTreeMap::new();
+    let mut resource_spans = Vec::new();
+    for (i, service_name) in [
+        Some("somework-frontend"),
+        Some("somework-backend"),
+        Some(STRAY),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let trace_id: Vec<u8> = (0..16).map(|b| (b as u8) ^ (0xa0 + i as u8)).collect();
+        let label = service_name.unwrap_or("(none)");
+        trace_ids.insert(label, trace_id.iter().map(|b| format!("{b:02x}")).collect());
+        let attributes = service_name
+            .map(|name| KeyValue {
+                key: "service.name".to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(name.to_owned())),
+                }),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as u64;
+        resource_spans.push(ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id,
+                    span_id: vec![1, 2, 3, 4, 5, 6, 7, i as u8 + 1],
+                    name: format!("span of {label}"),
+                    start_time_unix_nano: now - 1_000_000,
+                    end_time_unix_nano: now,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    let mut client = TraceServiceClient::connect(collector.otlp_grpc_endpoint())
+        .await
+        .expect("cannot connect to the collector");
+    client
+        .export(ExportTraceServiceRequest { resource_spans })
+        .await
+        .expect("the collector refused the export");
+    trace_ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    // A page size of 1 makes the exporter follow the Link header's cursor.
+    let double = SentryDouble::builder()
+        .project(STRAY)
+        .project(PROJECT)
+        .project("unrelated")
+        .page_size(1)
+        .start()
+        .await;
+    let collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
+    let service = service(&collector, "somework").await;
+
+    let mut wanted = Vec::new();
+    for route in [
+        "/somework",
+        "/errorwork",
+        "/somework",
+        "/errorwork",
+        "/somework",
+    ] {
+        let (status, trace_id) = request(&service, route).await;
+        assert_eq!(status, if route == "/errorwork" { 500 } else { 200 });
+        wanted.push((trace_id, route));
+    }
+    let foreign = send_foreign_resources(&collector).await;
+    let foreign_ids: Vec<String> = ["somework-frontend", "somework-backend", STRAY]
+        .iter()
+        .map(|name| foreign[name].clone())
+        .collect();
+
+    let spans = double
+        .wait_for(WAIT, |spans| {
+            let arrived: BTreeSet<_> = spans.iter().map(|s| s.span.trace_id()).collect();
+            complete(spans, &wanted) && foreign_ids.iter().all(|id| arrived.contains(id))
+        })
+        .await;
+
+    let project = double.project(PROJECT);
+    assert_delivered(&spans, &wanted, project.id, &project.public_key);
+
+    let traces = by_trace(&spans);
+    let only = |label: &str| -> &IngestedSpan {
+        let trace = traces
+            .get(&foreign[label])
+            .unwrap_or_else(|| panic!("the span of {label} never arrived"));
+        assert_eq!(trace.len(), 1, "the span of {label} arrived more than once");
+        trace[0]
+    };
+    for mapped in ["somework-frontend", "somework-backend"] {
+        let span = only(mapped);
+        assert_eq!(
+            span.project_id, project.id,
+            "{mapped} is mapped to {PROJECT}"
+        );
+        assert_eq!(span.sentry_key, project.public_key);
+        assert_eq!(span.span.name(), format!("span of {mapped}"));
+    }
+    // Not mapped: the service name itself is the project slug, never PROJECT.
+    let stray = double.project(STRAY);
+    let span = only(STRAY);
+    assert_eq!(
+        span.project_id, stray.id,
+        "an unmapped service goes to its own project"
+    );
+    assert_eq!(span.sentry_key, stray.public_key);
+    // No service.name: dropped, in the same batch as the three delivered above.
+    assert!(
+        !traces.contains_key(&foreign["(none)"]),
+        "a resource without service.name was delivered"
+    );
+    let unrelated = double.project("unrelated").id;
+    assert!(spans.iter().all(|s| s.project_id != unrelated));
+
+    // The exchange itself: token on the management API, the project's key and
+    // gzip on ingest, the cursor followed, nothing unexpected.
+    let requests = double.requests();
+    for r in &requests {
+        assert!(
+            (200..300).contains(&r.status),
+            "the double answered {}: {r:?}",
+            r.status
+        );
+        if r.is_ingest() {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+            assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+            assert_eq!(
+                r.header("authorization"),
+                None,
+                "ingest must not carry the token"
+            );
+        } else {
+            assert_eq!(r.method, "GET");
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {}", double.token()).as_str())
+            );
+        }
+    }
+    let paths: Vec<_> = requests.iter().map(|r| r.path.as_str()).collect();
+    let org = double.org();
+    assert!(paths.contains(&format!("/api/0/organizations/{org}/projects/").as_str()));
+    assert!(paths.contains(&format!("/api/0/organizations/{org}/project-keys/").as_str()));
+    // Three projects, one per page: the first page and two more by cursor.
+    let project_pages: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == format!("/api/0/organizations/{org}/projects/"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(project_pages.len(), 3, "pages requested: {project_pages:?}");
+    assert!(
+        project_pages[1..]
+            .iter()
+            .all(|q| q.as_deref().is_some_and(|q| q.starts_with("cursor=")))
+    );
+    drop(service);
+}
+
+#[test]
+fn the_dsn_script_prints_the_otlp_settings() {
+    let script = tools::repo_root().join("scripts/sentry-otlp-env.sh");
+    let run = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .output()
+            .expect("cannot run bash")
+    };
+    for (dsn, url, key) in [
+        (
+            "https://abc123@o1.ingest.sentry.io/4505",
+            "https://o1.ingest.sentry.io/api/4505/integration/otlp/v1/traces/",
+            "abc123",
+        ),
+        // Legacy secret key, self-hosted port and path prefix, trailing slash.
+        (
+            "http://pub:sec@127.0.0.1:9000/sentry/42/",
+            "http://127.0.0.1:9000/sentry/api/42/integration/otlp/v1/traces/",
+            "pub",
+        ),
+    ] {
+        let output = run(&[dsn]);
+        assert!(output.status.success(), "{dsn}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("export SENTRY_OTLP_TRACES_URL='{url}'\nexport SENTRY_PUBLIC_KEY='{key}'\n"),
+            "{dsn}"
+        );
+    }
+    for bad in [
+        &["https://host/42"][..],
+        &["https://key@host/"],
+        &["ftp://key@host/42"],
+        &["https://key@host/42'; rm -rf ~"],
+        &[],
+        &["https://a@b/1", "extra"],
+    ] {
+        let output = run(bad);
+        assert_eq!(output.status.code(), Some(2), "{bad:?} must be rejected");
+        assert!(output.stdout.is_empty(), "{bad:?} printed {output:?}");
+    }
+}
+
+/// Parses the script's `export NAME='value'` lines.
+fn exports(stdout: &[u8]) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.strip_prefix("export ")?.split_once('=')?;
+            Some((name.to_owned(), value.trim_matches('\'').to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentry_otlp_config_sends_every_span_to_the_dsn_project() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let double = SentryDouble::builder()
+        .project("other")
+        .project(PROJECT)
+        .start()
+        .await;
+    // The DSN the user copies from Sentry, turned into the config's settings by the script.
+    let output = std::process::Command::new("bash")
+        .arg(tools::repo_root().join("scripts/sentry-otlp-env.sh"))
+        .arg(double.dsn(PROJECT))
+        .output()
+        .expect("cannot run bash");
+    assert!(output.status.success(), "{output:?}");
+    let mut builder =
+        CollectorBuilder::new(&binary, "sentry-otlp.yaml").set("processors.batch.timeout", "200ms");
+    for (name, value) in exports(&output.stdout) {
+        builder = builder.env(&name, value);
+    }
+    let collector = builder.start().await;
+    // Routing does not depend on the service name here.
+    let service = service(&collector, "any-service-name").await;
+
+    let mut wanted = Vec::new();
+    for route in ["/somework", "/errorwork", "/somework", "/errorwork"] {
+        let (_, trace_id) = request(&service, route).await;
+        wanted.push((trace_id, route));
+    }
+    let spans = double
+        .wait_for(WAIT, |spans| complete(spans, &wanted))
+        .await;
+
+    let project = double.project(PROJECT);
+    assert_delivered(&spans, &wanted, project.id, &project.public_key);
+    let requests = double.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(
+            r.is_ingest(),
+            "unexpected request (no management API here): {r:?}"
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("authorization"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let double = SentryDouble::builder().project(PROJECT).start().await;
+    let mut builder = CollectorBuilder::new(&binary, "tail-sampling.yaml")
+        .set("exporters.sentry.http.proxy_url", &double.url())
+        .set("processors.tail_sampling.decision_wait", "2s")
+        .env("TAIL_SAMPLING_PERCENT", "10")
+        .env("TAIL_SAMPLING_LATENCY_MS", "2000");
+    for (key, value) in sentry_env(&double) {
+        builder = builder.env(key, value);
+    }
+    let collector = builder.start().await;
+    // Head sampling keeps everything; the collector decides.
+    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            collector.otlp_grpc_endpoint(),
+        )
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        .env("ERROR_RATE", "0")
+        .start()
+        .await;
+
+    let mut errors = Vec::new();
+    let mut plain = BTreeSet::new();
+    for i in 0..200 {
+        if i % 4 == 0 {
+            let (status, trace_id) = request(&service, "/errorwork").await;
+            assert_eq!(status, 500);
+            errors.push((trace_id, "/errorwork"));
+        } else {
+            let (status, trace_id) = request(&service, "/somework").await;
+            assert_eq!(status, 200);
+            plain.insert(trace_id);
+        }
+    }
+    // Every error trace, whole; then one more decision period for late decisions.
+    let spans = double
+        .wait_for(Duration::from_secs(30), |spans| complete(spans, &errors))
+        .await;
+    assert!(
+        complete(&spans, &errors),
+        "error traces are missing: {} of {} arrived whole",
+        errors
+            .iter()
+            .filter(|e| complete(&spans, std::slice::from_ref(*e)))
+            .count(),
+        errors.len()
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let spans = double.spans();
+    let project = double.project(PROJECT);
+    assert_delivered(&spans, &errors, project.id, &project.public_key);
+
+    let traces = by_trace(&spans);
+    let kept: Vec<_> = plain.iter().filter(|id| traces.contains_key(*id)).collect();
+    for trace_id in &kept {
+        assert_eq!(
+            names(&traces[*trace_id]),
+            span_names("/somework"),
+            "a sampled trace is kept whole"
+        );
+    }
+    // 10% of 150: about 15. Zero would mean the ratio policy is dead; half would
+    // mean nothing is sampled at all. Both bounds are > 4 standard deviations out.
+    assert!(
+        (1..=50).contains(&kept.len()),
+        "kept {} of {} plain traces, expected about 10%",
+        kept.len(),
+        plain.len()
+    );
+    // The collector's own metrics tell the same story: it accepted every span and
+    // sent only the kept ones.
+    let metrics = collector.metrics().await;
+    let accepted = metric(
+        &metrics,
+        r#"otelcol_receiver_accepted_spans{receiver="otlp",transport="grpc"}"#,
+    );
+    assert_eq!(accepted, Some(200.0 * 4.0), "{metrics}");
+    let sent = metric(
+        &metrics,
+        r#"otelcol_exporter_sent_spans{exporter="sentry"}"#,
+    );
+    assert_eq!(sent, Some(spans.len() as f64), "{metrics}");
+    eprintln!(
+        "tail sampling kept all {} error traces and {} of {} plain traces",
+        errors.len(),
+        kept.len(),
+        plain.len()
+    );
+
+    let unknown: Vec<_> = traces
+        .keys()
+        .filter(|id| !plain.contains(*id) && !errors.iter().any(|(e, _)| e == *id))
+        .collect();
+    assert!(unknown.is_empty(), "traces nobody sent: {unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_survives_collector_restarts_and_reconnects() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let double = SentryDouble::builder().project(PROJECT).start().await;
+    let mut collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
+    let service = service(&collector, "somework").await;
+    let project = double.project(PROJECT);
+
+    let (_, before) = request(&service, "/somework").await;
+    let wanted = [(before, "/somework")];
+    let spans = double
+        .wait_for(WAIT, |spans| complete(spans, &wanted))
+        .await;
+    assert_delivered(&spans, &wanted, project.id, &project.public_key);
+
+    // A rollout (SIGTERM), then a crash (SIGKILL). While the collector is down the
+    // service keeps answering, promptly, and only its exports fail.
+    for crash in [false, true] {
+        if crash {
+            collector.kill().await;
+        } else {
+            collector.stop().await;
+        }
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let (status, _) = request(&service, "/somework").await;
+            assert_eq!(status, 200);
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the service stalled without its collector: {:?}",
+                started.elapsed()
+            );
+        }
+
+        collector.start_again().await;
+        let mut after = Vec::new();
+        for route in ["/somework", "/errorwork", "/somework"] {
+            let (_, trace_id) = request(&service, route).await;
+            after.push((trace_id, route));
+        }
+        let spans = double.wait_for(WAIT, |spans| complete(spans, &after)).await;
+        assert_delivered(&spans, &after, project.id, &project.public_key);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_config_prints_every_span() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let collector = CollectorBuilder::new(&binary, "local.yaml")
+        .set("processors.batch.timeout", "200ms")
+        .start()
+        .await;
+    let service = service(&collector, "somework").await;
+    let (_, trace_id) = request(&service, "/somework").await;
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let printed = loop {
+        let logs = collector.logs().join("\n");
+        let names_seen = span_names("/somework")
+            .iter()
+            .all(|name| logs.contains(&format!("Name           : {name}\n")));
+        if (logs.contains(&trace_id) && names_seen) || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        printed.contains(&format!("Trace ID       : {trace_id}")),
+        "{printed}"
+    );
+    for name in span_names("/somework") {
+        assert!(
+            printed.contains(&format!("Name           : {name}\n")),
+            "{name} not printed"
+        );
+    }
+}
+
+#[test]
+fn the_build_script_fails_clearly_without_go() {
+    // A PATH with only what the script needs before it looks for Go.
+    let bin = std::env::temp_dir().join(format!("somework-no-go-{}", std::process::id()));
+    std::fs::create_dir_all(&bin).expect("cannot create a temporary directory");
+    let dirname = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("dirname"))
+        .find(|path| path.exists())
+        .expect("dirname is on PATH");
+    let link = bin.join("dirname");
+    if !link.exists() {
+        std::os::unix::fs::symlink(dirname, &link).expect("cannot link dirname");
+    }
+    let output = std::process::Command::new("/bin/bash")
+        .arg(tools::repo_root().join("scripts/build-collector.sh"))
+        .env_clear()
+        .env("PATH", &bin)
+        .env("HOME", &bin)
+        .env("SOMEWORK_TOOLS_DIR", bin.join("tools"))
+        .output()
+        .expect("cannot run bash");
+    let installed_anything = bin.join("tools").exists();
+    std::fs::remove_dir_all(&bin).expect("cannot remove the temporary directory");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("go is not installed") && stderr.contains("Install Go"),
+        "unclear message: {stderr}"
+    );
+    assert!(!installed_anything, "nothing may be installed without Go");
+}

@@ -1,0 +1,324 @@
+//! Runs the real OpenTelemetry Collector that `scripts/build-collector.sh` builds
+//! with ocb (`.tools/bin/otelcol-somework`), with the configs in `collector-config/`.
+//!
+//! The configs bind fixed ports (4317, 4318, 13133, 8888, 55679), as a deployment
+//! should. Tests override every one of them with the collector's own `--set` flag
+//! to free loopback ports, so any number of collectors can run at once: in one test
+//! binary, in several, or beside a collector a developer left running. (Serialising
+//! the tests on a lock instead would only work within one test binary and would make
+//! the suite slower.) Free ports are found by binding port 0; if another process
+//! takes one in the instant before the collector binds it, the start is retried on
+//! fresh ports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::tools;
+
+/// Where the collector binary is, below the tools directory.
+pub const BINARY: &str = "bin/otelcol-somework";
+/// What to run when it is missing.
+pub const INSTALL_HINT: &str = "run scripts/build-collector.sh (needs Go)";
+
+/// How long a collector may take to report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a collector may take to shut down after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: usize = 3;
+
+/// The installed collector, or `None` (the test skips) when it is not built;
+/// panics under `CI=true`.
+pub fn binary() -> Option<PathBuf> {
+    tools::require(BINARY, INSTALL_HINT)
+}
+
+/// The path of a config in `collector-config/`, e.g. `config("local.yaml")`.
+pub fn config(name: &str) -> PathBuf {
+    tools::repo_root().join("collector-config").join(name)
+}
+
+/// Runs `otelcol-somework validate --config <config>` with exactly `env`.
+pub fn validate(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Output {
+    std::process::Command::new(binary)
+        .arg("validate")
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run the collector")
+}
+
+/// The loopback ports one collector listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    otlp_grpc: u16,
+    otlp_http: u16,
+    health: u16,
+    metrics: u16,
+    zpages: u16,
+}
+
+impl Ports {
+    /// Five distinct ports that are free right now.
+    fn free() -> Self {
+        // Hold all five listeners at once so the kernel hands out distinct ports.
+        let listeners: Vec<_> = (0..5)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind port 0"))
+            .collect();
+        let port = |i: usize| listeners[i].local_addr().expect("bound address").port();
+        Self {
+            otlp_grpc: port(0),
+            otlp_http: port(1),
+            health: port(2),
+            metrics: port(3),
+            zpages: port(4),
+        }
+    }
+
+    /// `--set` overrides that move every listener of the config to these ports.
+    fn overrides(&self) -> Vec<String> {
+        vec![
+            format!(
+                "--set=receivers.otlp.protocols.grpc.endpoint=127.0.0.1:{}",
+                self.otlp_grpc
+            ),
+            format!(
+                "--set=receivers.otlp.protocols.http.endpoint=127.0.0.1:{}",
+                self.otlp_http
+            ),
+            format!(
+                "--set=extensions.health_check.endpoint=127.0.0.1:{}",
+                self.health
+            ),
+            format!("--set=extensions.zpages.endpoint=127.0.0.1:{}", self.zpages),
+            // The value of --set is YAML, so the list of metric readers is replaced whole.
+            format!(
+                "--set=service.telemetry.metrics.readers=[{{pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {}}}}}}}}}]",
+                self.metrics
+            ),
+        ]
+    }
+}
+
+/// Builder for a collector process. It starts with an empty environment plus
+/// what the test sets, so nothing on the test machine leaks into the config.
+#[derive(Debug, Clone)]
+pub struct CollectorBuilder {
+    binary: PathBuf,
+    config: PathBuf,
+    env: BTreeMap<String, String>,
+    sets: Vec<String>,
+}
+
+impl CollectorBuilder {
+    /// `config` is a file name in `collector-config/`.
+    pub fn new(binary: impl AsRef<Path>, config_name: &str) -> Self {
+        Self {
+            binary: binary.as_ref().to_path_buf(),
+            config: config(config_name),
+            env: BTreeMap::new(),
+            sets: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Overrides one config value, e.g. `set("processors.batch.timeout", "200ms")`.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.sets.push(format!("--set={key}={value}"));
+        self
+    }
+
+    /// Starts the collector on free ports and waits until its health check
+    /// reports ready.
+    pub async fn start(self) -> Collector {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let ports = Ports::free();
+            match launch(&self, ports, &logs).await {
+                Ok(child) => {
+                    return Collector {
+                        builder: self,
+                        ports,
+                        child: Some(child),
+                        logs,
+                    };
+                }
+                Err(Launch::PortTaken(output)) => last_error = output,
+                Err(Launch::Failed(output)) => panic!("the collector did not start:\n{output}"),
+            }
+        }
+        panic!("the collector found its ports taken {START_ATTEMPTS} times:\n{last_error}")
+    }
+}
+
+enum Launch {
+    /// Another process took a port between `Ports::free` and the bind.
+    PortTaken(String),
+    Failed(String),
+}
+
+async fn launch(
+    builder: &CollectorBuilder,
+    ports: Ports,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> Result<Child, Launch> {
+    let mut child = Command::new(&builder.binary)
+        .arg("--config")
+        .arg(&builder.config)
+        .args(ports.overrides())
+        .args(&builder.sets)
+        .env_clear()
+        .envs(&builder.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start the collector");
+    let first_line = logs.lock().unwrap().len();
+    tokio::spawn(collect_lines(
+        child.stdout.take().expect("stdout is piped"),
+        logs.clone(),
+    ));
+    tokio::spawn(collect_lines(
+        child.stderr.take().expect("stderr is piped"),
+        logs.clone(),
+    ));
+    let output_since_start = || logs.lock().unwrap()[first_line..].join("\n");
+
+    let health = format!("http://127.0.0.1:{}/", ports.health);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("cannot poll the collector") {
+            // Let the log readers drain what the process printed before it died.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let output = format!("exited with {status}; output:\n{}", output_since_start());
+            return Err(if output.contains("address already in use") {
+                Launch::PortTaken(output)
+            } else {
+                Launch::Failed(output)
+            });
+        }
+        if let Ok(response) = client.get(&health).send().await
+            && response.status().is_success()
+        {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.start_kill();
+            return Err(Launch::Failed(format!(
+                "not ready within {START_TIMEOUT:?}; output:\n{}",
+                output_since_start()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn collect_lines(stream: impl tokio::io::AsyncRead + Unpin, logs: Arc<Mutex<Vec<String>>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        logs.lock().unwrap().push(line);
+    }
+}
+
+/// A running collector; killed when dropped.
+#[derive(Debug)]
+pub struct Collector {
+    builder: CollectorBuilder,
+    ports: Ports,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Collector {
+    /// The OTLP/gRPC endpoint, for the service's `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
+    }
+
+    /// Everything the collector printed so far, over all its runs.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The collector's own metrics, in Prometheus text format.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ports.metrics))
+            .await
+            .expect("cannot reach the collector's metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Sends SIGTERM, as Kubernetes does on a rollout, and waits for the exit.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .expect("cannot run kill");
+            assert!(status.success(), "kill -TERM failed");
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(status) => {
+                status.expect("cannot wait for the collector");
+            }
+            Err(_) => panic!(
+                "the collector did not exit within {STOP_TIMEOUT:?} of SIGTERM; output:\n{}",
+                self.logs().join("\n")
+            ),
+        }
+    }
+
+    /// Kills the collector abruptly (SIGKILL), as a crash or an OOM kill would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("cannot kill the collector");
+        }
+    }
+
+    /// Starts the collector again with the same config, environment and ports,
+    /// after `stop` or `kill`, and waits until it is ready.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the collector is still running");
+        self.logs
+            .lock()
+            .unwrap()
+            .push("---- test harness: collector restarted ----".to_owned());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match launch(&self.builder, self.ports, &self.logs).await {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                // The old process's sockets can linger for a moment after it died.
+                Err(Launch::PortTaken(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(Launch::PortTaken(output) | Launch::Failed(output)) => {
+                    panic!("the collector did not start again:\n{output}")
+                }
+            }
+        }
+    }
+}
