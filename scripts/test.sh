@@ -28,6 +28,7 @@ step() { log "[$((SECONDS - started))s] $*"; }
 
 step "installing tools into $TOOLS_DIR (reused when present)"
 scripts/install-shellcheck.sh
+scripts/install-bugsink.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check || die "formatting differs; run 'cargo fmt --all'"
@@ -44,6 +45,13 @@ if [[ "$lint_only" == true ]]; then
 fi
 
 step "cargo test (release build; the end-to-end tests run the release binary)"
-cargo test --workspace --release --locked
+mkdir -p "$CACHE_DIR"
+results="$CACHE_DIR/test-output.log"
+cargo test --workspace --release --locked 2>&1 | tee "$results"
 
+# One closing line for the whole run: cargo prints a result per test binary,
+# the last of which (doc tests) is often empty.
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^SKIPPED:/ { skipped += 1 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$results"
 step "all tests passed"

@@ -310,38 +310,39 @@ impl SamplerConfig {
 impl BatchConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let defaults = BatchConfig::default();
-        let config = BatchConfig {
+        let max_queue_size = env.parse_or(
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "a positive whole number",
+            defaults.max_queue_size,
+            parse_positive,
+        )?;
+        let max_export_batch_size = match env.parse_opt(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "a positive whole number",
+            parse_positive,
+        )? {
+            // The SDK would silently shrink an explicit batch; say so instead.
+            Some(batch) if batch > max_queue_size => {
+                return Err(ConfigError::Inconsistent {
+                    var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                    value: batch.to_string(),
+                    reason: format!("must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({max_queue_size})"),
+                });
+            }
+            Some(batch) => batch,
+            // A small queue alone is fine: the default batch shrinks to fit.
+            None => defaults.max_export_batch_size.min(max_queue_size),
+        };
+        Ok(BatchConfig {
             scheduled_delay: env.parse_or(
                 "OTEL_BSP_SCHEDULE_DELAY",
                 "a whole number of milliseconds",
                 defaults.scheduled_delay,
                 parse_millis,
             )?,
-            max_queue_size: env.parse_or(
-                "OTEL_BSP_MAX_QUEUE_SIZE",
-                "a positive whole number",
-                defaults.max_queue_size,
-                parse_positive,
-            )?,
-            max_export_batch_size: env.parse_or(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                "a positive whole number",
-                defaults.max_export_batch_size,
-                parse_positive,
-            )?,
-        };
-        // The SDK would silently shrink the batch; say so instead.
-        if config.max_export_batch_size > config.max_queue_size {
-            return Err(ConfigError::Inconsistent {
-                var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                value: config.max_export_batch_size.to_string(),
-                reason: format!(
-                    "must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({})",
-                    config.max_queue_size
-                ),
-            });
-        }
-        Ok(config)
+            max_queue_size,
+            max_export_batch_size,
+        })
     }
 }
 
@@ -594,6 +595,26 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "invalid OTEL_TRACES_SAMPLER_ARG=\"1.5\": expected a sampling ratio between 0 and 1"
+        );
+    }
+
+    #[test]
+    fn a_small_queue_alone_shrinks_the_default_batch() {
+        // Found by `cargo fuzz run config`: the error used to blame
+        // OTEL_BSP_MAX_EXPORT_BATCH_SIZE, which the operator never set.
+        let batch = tracing(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")]).batch;
+        assert_eq!(batch.max_queue_size, 100);
+        assert_eq!(batch.max_export_batch_size, 100);
+        let error = parse(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200"),
+        ])
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=200"),
+            "{error}"
         );
     }
 

@@ -48,7 +48,10 @@ async fn a_planted_secret_reaches_no_span_and_no_log() {
             .await
             .expect("request");
         let body = response.text().await.expect("body");
-        assert!(!body.contains(SECRET), "{path}: the response echoes the secret: {body}");
+        assert!(
+            !body.contains(SECRET),
+            "{path}: the response echoes the secret: {body}"
+        );
     }
 
     let spans = receiver
@@ -58,7 +61,10 @@ async fn a_planted_secret_reaches_no_span_and_no_log() {
     service.terminate(Duration::from_secs(15)).await;
 
     for span in receiver.spans() {
-        assert!(!span_text(&span.span).contains(SECRET), "span leaks the secret: {span:?}");
+        assert!(
+            !span_text(&span.span).contains(SECRET),
+            "span leaks the secret: {span:?}"
+        );
         assert!(
             !span.resource.values().any(|v| v.contains(SECRET)),
             "resource leaks the secret"

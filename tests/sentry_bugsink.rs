@@ -113,6 +113,17 @@ fn assert_error_work_event(data: &Value, release: &str) -> Value {
             .is_some_and(|f| f.starts_with("somework::")),
         "the innermost frame is not the service's: {functions:#?}"
     );
+    // Only the service's own frames are in-app, so Sentry's grouping does not
+    // depend on the versions of axum, tokio or the OTel SDK.
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f["in_app"] == true)
+            .all(|f| f["function"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("somework::"))),
+        "frames outside somework are marked in-app: {functions:#?}"
+    );
     exception
 }
 

@@ -33,6 +33,9 @@ pub fn init_sentry(config: Option<&SentryConfig>) -> Option<sentry::ClientInitGu
                 .or_else(|| sentry::release_name!().map(Into::into)),
         )
         .attach_stacktrace(true)
+        // Only this crate's frames are "in app": Sentry groups issues on
+        // them, so grouping must not change with a dependency upgrade.
+        .in_app_include(vec![env!("CARGO_CRATE_NAME")])
         // No request headers, cookies, IPs or user data: the events are built
         // here from errors alone and carry nothing from the request.
         .send_default_pii(false)
