@@ -6,6 +6,7 @@
 
 pub mod bugsink;
 pub mod collector;
+pub mod helm;
 pub mod net;
 pub mod otlp;
 pub mod sentry_double;
