@@ -1,6 +1,6 @@
 # Every target is a thin wrapper around a script in scripts/, so the scripts
 # stay the single source of truth and work without make too.
-.PHONY: test up down build-collector render-k8s lint
+.PHONY: test up down bugsink build-collector render-k8s lint
 
 ## Run the whole test suite (what CI runs). Installs the tools it needs into .tools/.
 test:
@@ -13,6 +13,10 @@ up:
 ## Tear the minikube demo down.
 down:
 	scripts/down.sh
+
+## Run Bugsink locally (a Sentry-compatible error tracker) and print its DSN.
+bugsink:
+	scripts/run-bugsink.sh
 
 ## Build the slim OpenTelemetry Collector with ocb into .tools/bin/otelcol-somework.
 build-collector:

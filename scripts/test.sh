@@ -28,6 +28,7 @@ step() { log "[$((SECONDS - started))s] $*"; }
 
 step "installing tools into $TOOLS_DIR (reused when present)"
 scripts/install-shellcheck.sh
+scripts/install-k8s-tools.sh
 scripts/install-bugsink.sh
 scripts/build-collector.sh
 
