@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use somework_testkit::bugsink::Bugsink;
+use somework_testkit::http::{get_json, trace_id};
 use somework_testkit::otlp::OtlpReceiver;
 use somework_testkit::service::{Service, ServiceBuilder};
 
@@ -27,23 +28,6 @@ async fn start(
     )
     .start()
     .await
-}
-
-async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("request failed");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON body"))
-}
-
-fn trace_id(body: &Value) -> String {
-    body["trace_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no trace_id in {body}"))
-        .to_owned()
 }
 
 fn pretty(values: &[Value]) -> String {
@@ -140,7 +124,7 @@ async fn errorwork_sends_each_failure_as_an_unhandled_error_linked_to_its_span()
 
     let mut trace_ids = Vec::new();
     for _ in 0..2 {
-        let (status, body) = get(&service.url("/errorwork"), &[]).await;
+        let (status, body) = get_json(&service.url("/errorwork"), &[]).await;
         assert_eq!(status, 500, "{body}");
         trace_ids.push(trace_id(&body));
     }
@@ -177,7 +161,7 @@ async fn a_handled_failure_on_somework_is_reported_while_the_request_succeeds() 
     })
     .await;
 
-    let (status, body) = get(&service.url("/somework"), &[]).await;
+    let (status, body) = get_json(&service.url("/somework"), &[]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["error_work"], "failed_and_handled", "{body}");
     let trace_id = trace_id(&body);
@@ -220,7 +204,7 @@ async fn no_request_data_reaches_sentry() {
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let (status, body) = get(&service.url(&path), &headers).await;
+        let (status, body) = get_json(&service.url(&path), &headers).await;
         assert_eq!(status, expected_status, "{path}: {body}");
         trace_ids.push(trace_id(&body));
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::Value;
+use somework_testkit::http::{get_json, trace_id};
 use somework_testkit::otlp::{OtlpReceiver, ReceivedSpan};
 use somework_testkit::service::{Service, ServiceBuilder};
 
@@ -23,24 +24,7 @@ async fn start(
 }
 
 async fn get(url: &str) -> (u16, Value) {
-    get_with(url, &[]).await
-}
-
-async fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("request failed");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON body"))
-}
-
-fn trace_id(body: &Value) -> String {
-    body["trace_id"]
-        .as_str()
-        .expect("trace_id in body")
-        .to_owned()
+    get_json(url, &[]).await
 }
 
 fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
@@ -210,7 +194,7 @@ async fn an_incoming_traceparent_is_continued() {
     let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{parent_trace}-{parent_span}-01");
-    let (status, body) = get_with(
+    let (status, body) = get_json(
         &service.url("/somework"),
         &[
             ("traceparent", &traceparent),

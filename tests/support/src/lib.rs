@@ -7,8 +7,10 @@
 pub mod bugsink;
 pub mod collector;
 pub mod helm;
+pub mod http;
 pub mod net;
 pub mod otlp;
 pub mod sentry_double;
 pub mod service;
 pub mod tools;
+pub mod wait;

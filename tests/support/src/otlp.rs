@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -135,15 +135,7 @@ impl OtlpReceiver {
         timeout: Duration,
         done: impl Fn(&[ReceivedSpan]) -> bool,
     ) -> Vec<ReceivedSpan> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let arrived = self.shared.arrived.notified();
-            let spans = self.spans();
-            if done(&spans) || Instant::now() >= deadline {
-                return spans;
-            }
-            let _ = tokio::time::timeout_at(deadline.into(), arrived).await;
-        }
+        crate::wait::until(&self.shared.arrived, timeout, || self.spans(), done).await
     }
 
     /// Waits for at least `count` spans of the trace `trace_id`.

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -267,15 +267,7 @@ impl SentryDouble {
         timeout: Duration,
         done: impl Fn(&[IngestedSpan]) -> bool,
     ) -> Vec<IngestedSpan> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let arrived = self.shared.arrived.notified();
-            let spans = self.spans();
-            if done(&spans) || Instant::now() >= deadline {
-                return spans;
-            }
-            let _ = tokio::time::timeout_at(deadline.into(), arrived).await;
-        }
+        crate::wait::until(&self.shared.arrived, timeout, || self.spans(), done).await
     }
 }
 
