@@ -106,12 +106,7 @@ fn only_container(spec: &PodSpec) -> &Container {
 }
 
 fn deployment_container(rendered: &Rendered, name: &str) -> Container {
-    let deployment: Deployment = rendered.get("Deployment", name);
-    let spec = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .unwrap_or_else(|| panic!("Deployment {name} has no pod spec"));
-    only_container(&spec).clone()
+    only_container(&rendered.deployment_pod_spec(name)).clone()
 }
 
 fn read(path: &Path) -> String {
@@ -614,11 +609,7 @@ fn shutdown_fits_in_the_grace_period() {
     let Some(helm) = Helm::find() else { return };
     let rendered = helm.render(&release("somework-defaults"));
     for name in ["somework-frontend", "somework-backend"] {
-        let deployment: Deployment = rendered.get("Deployment", name);
-        let spec = deployment
-            .spec
-            .and_then(|s| s.template.spec)
-            .unwrap_or_default();
+        let spec = rendered.deployment_pod_spec(name);
         let sleep = only_container(&spec)
             .lifecycle
             .as_ref()
@@ -726,8 +717,7 @@ fn zero_account_mode_wires_jaeger_and_bugsink() {
         somework.string_data("Secret", "somework-sentry")["SENTRY_DSN"],
         expected_dsn
     );
-    let init: Deployment = backends.get("Deployment", "bugsink");
-    let spec = init.spec.and_then(|s| s.template.spec).unwrap_or_default();
+    let spec = backends.deployment_pod_spec("bugsink");
     let create = spec
         .init_containers
         .unwrap_or_default()
@@ -1103,11 +1093,7 @@ fn bugsink_init_container_creates_the_project_of_the_services_dsn() {
         .parent()
         .unwrap_or_else(|| panic!("no parent of {}", manage.display()));
     let backends = helm.render(&release("demo-backends-defaults"));
-    let deployment: Deployment = backends.get("Deployment", "bugsink");
-    let spec = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .unwrap_or_default();
+    let spec = backends.deployment_pod_spec("bugsink");
     let init = spec
         .init_containers
         .unwrap_or_default()

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use somework_testkit::helm::k8s_openapi::api::apps::v1::Deployment;
 use somework_testkit::helm::k8s_openapi::api::core::v1::PodSpec;
 use somework_testkit::helm::{Helm, Release, Rendered, scratch_dir, typed};
 use somework_testkit::otlp::OtlpReceiver;
@@ -44,11 +43,7 @@ async fn start_from_chart(
     receiver: &OtlpReceiver,
     downstream: Option<String>,
 ) -> Service {
-    let deployment: Deployment = rendered.get("Deployment", name);
-    let spec = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .unwrap_or_default();
+    let spec = rendered.deployment_pod_spec(name);
     let mut env = BTreeMap::new();
     for var in spec.containers[0].env.iter().flatten() {
         let value = match (&var.value, var.value_from.as_ref()) {

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use somework_testkit::helm::k8s_openapi::api::apps::v1::Deployment;
 use somework_testkit::helm::{Helm, Release, scratch_dir};
 use somework_testkit::tools;
 
@@ -72,11 +71,7 @@ fn final_image_is_distroless_and_runs_as_the_charts_user() {
     let Some(helm) = Helm::find() else { return };
     let rendered = helm.render(&Release::new("somework"));
     for name in ["somework-frontend", "somework-backend"] {
-        let deployment: Deployment = rendered.get("Deployment", name);
-        let spec = deployment
-            .spec
-            .and_then(|s| s.template.spec)
-            .unwrap_or_default();
+        let spec = rendered.deployment_pod_spec(name);
         let security = spec.security_context.unwrap_or_default();
         assert_eq!(security.run_as_user, Some(uid), "{name}");
         assert_eq!(security.run_as_group, Some(gid), "{name}");

@@ -239,6 +239,14 @@ impl Rendered {
             .collect()
     }
 
+    /// The pod template of the Deployment `name`; panics if there is none.
+    pub fn deployment_pod_spec(&self, name: &str) -> k8s_openapi::api::core::v1::PodSpec {
+        let deployment = self
+            .find("Deployment", name)
+            .unwrap_or_else(|| panic!("no Deployment {name} in {:?}", self.names()));
+        typed(&deployment["spec"]["template"]["spec"])
+    }
+
     /// Every pod spec in the render (Deployments' templates and bare Pods),
     /// with the name of the object that holds it.
     pub fn pod_specs(&self) -> Vec<(String, k8s_openapi::api::core::v1::PodSpec)> {
