@@ -19,7 +19,11 @@ case "${1:-}" in
   *) die "unknown option '$1'; usage: scripts/test.sh [--lint-only]" ;;
 esac
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
+# One target directory per checkout: cargo copies every build of the binary
+# to the same target/release/somework, so two checkouts sharing a directory
+# could test each other's binary. Per checkout, a later run reuses the build.
+checkout_id="$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target-$checkout_id}"
 export SOMEWORK_TOOLS_DIR="$TOOLS_DIR"
 require_cmd cargo "Install Rust with rustup: https://rustup.rs"
 
