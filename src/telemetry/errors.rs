@@ -10,6 +10,7 @@
 
 use std::backtrace::Backtrace;
 use std::error::Error;
+use std::sync::Arc;
 
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use sentry::protocol::{Context, Event, Mechanism, TraceContext};
@@ -64,9 +65,11 @@ pub enum Handled {
 /// Where an error happened: the stack and the current OTel span at that
 /// point. Errors carry it so that whoever finally reports them reports the
 /// place of the failure, not the place of the report.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ErrorOrigin {
-    backtrace: Backtrace,
+    /// Captured unresolved; symbols are looked up only when it is reported,
+    /// off the request path.
+    backtrace: Arc<Backtrace>,
     span_context: SpanContext,
 }
 
@@ -74,7 +77,7 @@ impl ErrorOrigin {
     /// Captures the current stack and span. Only errors pay for the capture.
     pub fn here() -> Self {
         Self {
-            backtrace: Backtrace::force_capture(),
+            backtrace: Arc::new(Backtrace::force_capture()),
             span_context: opentelemetry::Context::current()
                 .span()
                 .span_context()
@@ -90,16 +93,17 @@ impl ErrorOrigin {
 /// Sends `error` to Sentry with the stack trace captured where it happened and
 /// the ids of the OTel span it happened in. A no-op when Sentry is off.
 ///
-/// Sending never blocks: the event goes to the transport's bounded queue and
-/// is dropped if Sentry is slow or unreachable.
+/// Nothing here waits on the request path: resolving the stack trace's
+/// symbols (milliseconds in a release build, tens of them in a debug build)
+/// and handing the event to the transport run on Tokio's blocking pool, and
+/// the transport's bounded queue drops the event if Sentry is slow or
+/// unreachable.
 pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handled: Handled) {
     if sentry::Hub::current().client().is_none() {
         return;
     }
     let mut event: Event<'static> = sentry::event_from_error(error);
     if let Some(exception) = event.exception.values.last_mut() {
-        exception.stacktrace =
-            sentry::integrations::backtrace::parse_stacktrace(&origin.backtrace.to_string());
         exception.mechanism = Some(Mechanism {
             ty: "somework".into(),
             handled: Some(handled == Handled::Yes),
@@ -117,5 +121,16 @@ pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handle
             .contexts
             .insert("trace".into(), Context::Trace(Box::new(trace)));
     }
-    sentry::capture_event(event);
+    let backtrace = Arc::clone(&origin.backtrace);
+    let send = move || {
+        if let Some(exception) = event.exception.values.last_mut() {
+            exception.stacktrace =
+                sentry::integrations::backtrace::parse_stacktrace(&backtrace.to_string());
+        }
+        sentry::capture_event(event);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(send)),
+        Err(_) => send(),
+    }
 }
