@@ -65,11 +65,16 @@ impl Release {
         self
     }
 
-    fn value_args(&self) -> Vec<String> {
-        self.set
-            .iter()
-            .flat_map(|s| ["--set".to_owned(), s.clone()])
-            .collect()
+    /// `helm <verb...> <chart dir> --namespace <ns> <extra...> --set ...`.
+    fn command(&self, verb: &[&str], extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = verb.iter().map(|s| (*s).to_owned()).collect();
+        args.push(chart_dir(self.chart).display().to_string());
+        args.extend(["--namespace".to_owned(), self.namespace.to_owned()]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        for assignment in &self.set {
+            args.extend(["--set".to_owned(), assignment.clone()]);
+        }
+        args
     }
 }
 
@@ -127,28 +132,12 @@ impl Helm {
 
     /// `helm lint --strict` with the release's values.
     pub fn lint_strict(&self, release: &Release) -> Result<String, HelmError> {
-        let mut args = vec![
-            "lint".to_owned(),
-            "--strict".to_owned(),
-            chart_dir(release.chart).display().to_string(),
-            "--namespace".to_owned(),
-            release.namespace.to_owned(),
-        ];
-        args.extend(release.value_args());
-        checked(self.run(&args))
+        checked(self.run(&release.command(&["lint", "--strict"], &[])))
     }
 
     /// `helm template`, including the `helm test` hooks.
     pub fn template(&self, release: &Release) -> Result<String, HelmError> {
-        let mut args = vec![
-            "template".to_owned(),
-            release.name.to_owned(),
-            chart_dir(release.chart).display().to_string(),
-            "--namespace".to_owned(),
-            release.namespace.to_owned(),
-        ];
-        args.extend(release.value_args());
-        checked(self.run(&args))
+        checked(self.run(&release.command(&["template", release.name], &[])))
     }
 
     /// `helm template`, panicking with helm's message on failure.
@@ -161,15 +150,7 @@ impl Helm {
 
     /// The NOTES.txt text of an install, from a client-side dry run.
     pub fn notes(&self, release: &Release) -> String {
-        let mut args = vec![
-            "install".to_owned(),
-            release.name.to_owned(),
-            chart_dir(release.chart).display().to_string(),
-            "--namespace".to_owned(),
-            release.namespace.to_owned(),
-            "--dry-run=client".to_owned(),
-        ];
-        args.extend(release.value_args());
+        let args = release.command(&["install", release.name], &["--dry-run=client"]);
         let out = checked(self.run(&args))
             .unwrap_or_else(|e| panic!("helm install --dry-run {release}: {e}"));
         out.split_once("\nNOTES:\n")
