@@ -1,5 +1,7 @@
 //! Human-readable or JSON logs through `tracing-subscriber`.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -19,7 +21,9 @@ pub fn init_logging(format: LogFormat, filter: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     match format {
-        LogFormat::Text => builder.init(),
+        // Colour codes only for a person at a terminal, not for a log file
+        // or a log collector.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
