@@ -9,6 +9,9 @@
 //!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown.
 
+// Outside tests, a failure is handled or reported, never a panic.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod config;
 pub mod downstream;
 mod error;
