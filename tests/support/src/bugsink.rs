@@ -267,8 +267,7 @@ impl Drop for Bugsink {
     /// Kills the gunicorn master and its worker together: they run in their
     /// own process group, whose id is the master's pid.
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        crate::process::kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }

@@ -233,6 +233,11 @@ pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
     received
 }
 
+/// The names of `spans`, in order: for comparisons and assertion messages.
+pub fn names<'a>(spans: impl IntoIterator<Item = &'a ReceivedSpan>) -> Vec<&'a str> {
+    spans.into_iter().map(ReceivedSpan::name).collect()
+}
+
 /// One exported span with its resource attributes and scope name.
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {

@@ -1,51 +1,37 @@
 //! Head sampling: the ratio holds statistically for new traces, and a
 //! caller's decision always wins for continued ones.
 
-use std::time::Duration;
-
 use futures_util::StreamExt as _;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use serde_json::Value;
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::api::SomeworkApi as _;
+
+use crate::helpers::{TestApp, spawn_app_with};
 
 const CONCURRENCY: usize = 16;
 
-async fn start(receiver: &OtlpReceiver) -> Service {
-    ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-        .env("OTEL_TRACES_SAMPLER_ARG", "0.25")
-        .start()
-        .await
+async fn start() -> TestApp {
+    spawn_app_with(|s| {
+        s.env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+            .env("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    })
+    .await
 }
 
 /// Sends `count` requests to `/chain?hops=0` (one span each), with the
 /// `traceparent` that `traceparent(i)` gives, if any; returns the trace ids the
 /// service answered with.
 async fn send(
-    service: &Service,
+    app: &TestApp,
     count: usize,
     traceparent: impl Fn(usize) -> Option<String>,
 ) -> Vec<String> {
-    let client = reqwest::Client::new();
-    let url = service.url("/chain?hops=0");
     futures_util::stream::iter(0..count)
         .map(|i| {
-            let mut request = client.get(&url);
+            let mut request = app.request(reqwest::Method::GET, "/chain?hops=0");
             if let Some(header) = traceparent(i) {
                 request = request.header("traceparent", header);
             }
-            async move {
-                let body: Value = request
-                    .send()
-                    .await
-                    .expect("request")
-                    .json()
-                    .await
-                    .expect("JSON");
-                body["trace_id"].as_str().expect("trace_id").to_owned()
-            }
+            async move { app.send(request).await.trace_id() }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -53,10 +39,10 @@ async fn send(
 }
 
 /// Flushes by shutting the service down, then returns the traces received.
-async fn sampled_traces(mut service: Service, receiver: &OtlpReceiver) -> Vec<String> {
-    let (status, _) = service.terminate(Duration::from_secs(15)).await;
+async fn sampled_traces(mut app: TestApp) -> Vec<String> {
+    let (status, _) = app.terminate().await;
     assert!(status.success());
-    receiver
+    app.receiver
         .spans()
         .iter()
         .filter(|s| s.kind() == SpanKind::Server)
@@ -68,11 +54,10 @@ async fn sampled_traces(mut service: Service, receiver: &OtlpReceiver) -> Vec<St
 async fn new_traces_are_sampled_at_the_configured_ratio() {
     const REQUESTS: usize = 1000;
     const RATIO: f64 = 0.25;
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
+    let app = start().await;
 
-    let answered = send(&service, REQUESTS, |_| None).await;
-    let sampled = sampled_traces(service, &receiver).await;
+    let answered = send(&app, REQUESTS, |_| None).await;
+    let sampled = sampled_traces(app).await;
 
     assert!(
         sampled.iter().all(|t| answered.contains(t)),
@@ -91,16 +76,15 @@ async fn new_traces_are_sampled_at_the_configured_ratio() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sampled_parent_is_always_followed() {
     const REQUESTS: usize = 200;
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
+    let app = start().await;
 
     // High trace ids, which the 0.25 ratio alone would reject.
     let trace = |i: usize| format!("{:016x}{:016x}", i + 1, u64::MAX - i as u64);
-    let answered = send(&service, REQUESTS, |i| {
+    let answered = send(&app, REQUESTS, |i| {
         Some(format!("00-{}-00f067aa0ba902b7-01", trace(i)))
     })
     .await;
-    let sampled = sampled_traces(service, &receiver).await;
+    let sampled = sampled_traces(app).await;
 
     assert_eq!(sampled.len(), REQUESTS);
     for i in 0..REQUESTS {
@@ -112,15 +96,14 @@ async fn a_sampled_parent_is_always_followed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unsampled_parent_is_never_sampled() {
     const REQUESTS: usize = 200;
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
+    let app = start().await;
 
     // Low trace ids, which the 0.25 ratio alone would accept.
-    let answered = send(&service, REQUESTS, |i| {
+    let answered = send(&app, REQUESTS, |i| {
         Some(format!("00-{:032x}-00f067aa0ba902b7-00", i + 1))
     })
     .await;
-    let sampled = sampled_traces(service, &receiver).await;
+    let sampled = sampled_traces(app).await;
 
     assert_eq!(answered.len(), REQUESTS);
     assert!(
