@@ -76,18 +76,18 @@ async fn an_unknown_subcommand_is_a_usage_error() {
 /// service must not break `--help` (nor, later, other subcommands).
 #[tokio::test]
 async fn only_serve_reads_the_service_environment() {
-    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+    let builder = service()
         .env("SENTRY_DSN", "garbage")
         .env("OTEL_TRACES_SAMPLER", "bogus");
 
     for args in [&["--help"][..], &["serve", "--help"]] {
-        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        let (status, stdout, stderr) = builder.run_to_exit_with_args(args).await;
         assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stdout.contains("Usage:"), "{args:?}: {stdout}");
     }
 
     for args in [&[][..], &["serve"]] {
-        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        let (status, stdout, stderr) = builder.run_to_exit_with_args(args).await;
         let message = stderr.trim();
         assert_eq!(status.code(), Some(2), "{args:?}: {message}");
         assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
