@@ -19,7 +19,8 @@ async fn a_collector_down_at_startup_costs_no_latency_and_warns_once() {
     let _serial = serial().await;
     let receiver = OtlpReceiver::start().await;
     let healthy = otlp(receiver.endpoint()).start().await;
-    let down = otlp(format!("http://{}", closed_port().await))
+    let closed = closed_port();
+    let down = otlp(format!("http://{}", closed.addr()))
         .env("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
         .start()
         .await;
@@ -78,7 +79,8 @@ async fn an_unreachable_or_hung_sentry_does_not_affect_requests_or_shutdown() {
             .env("SENTRY_DSN", dsn)
     };
     let healthy = reporting_to(bugsink.dsn()).start().await;
-    let refused = reporting_to(format!("http://public@{}/1", closed_port().await))
+    let closed = closed_port();
+    let refused = reporting_to(format!("http://public@{}/1", closed.addr()))
         .start()
         .await;
     let hanging = reporting_to(format!("http://public@{}/1", hung.addr()))

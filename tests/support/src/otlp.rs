@@ -22,6 +22,9 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use tokio::sync::{Notify, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// How long [`OtlpReceiver::start_on`] retries a port that is taken.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the receiver does with each export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
@@ -62,9 +65,23 @@ impl OtlpReceiver {
     }
 
     /// Starts on `addr`, e.g. the address of a receiver that was killed, to
-    /// simulate a collector restart.
+    /// simulate a collector restart. A port freed by a kill can be taken by
+    /// another process before it is bound again; the bind is retried for a
+    /// while, and a port that stays taken fails the test with that reason.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = std::net::TcpListener::bind(addr).expect("cannot bind the OTLP receiver");
+        let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot bind the OTLP receiver to {addr}: {e}"),
+            }
+        };
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
