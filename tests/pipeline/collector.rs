@@ -18,8 +18,8 @@ use somework_testkit::service::ServiceBuilder;
 use somework_testkit::tools;
 
 use crate::helpers::{
-    PROJECT, STRAY, WAIT, assert_delivered, by_trace, complete, metric, names, request, sentry_env,
-    service, span_names, spawn_collector_app,
+    PROJECT, STRAY, WAIT, assert_delivered, by_trace, complete, metric, metric_sum, names, request,
+    sentry_env, service, span_names, spawn_collector_app,
 };
 
 #[test]
@@ -406,7 +406,7 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
             plain.insert(trace_id);
         }
     }
-    // Every error trace, whole; then one more decision period for late decisions.
+    // Every error trace, whole; then every decision made and its spans sent.
     let spans = double
         .wait_for(Duration::from_secs(30), |spans| complete(spans, &errors))
         .await;
@@ -419,7 +419,28 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
             .count(),
         errors.len()
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = collector.metrics().await;
+        let decided = metric_sum(
+            &metrics,
+            "otelcol_processor_tail_sampling_global_count_traces_sampled",
+        );
+        let sent = metric(
+            &metrics,
+            r#"otelcol_exporter_sent_spans{exporter="sentry"}"#,
+        );
+        if decided >= 200.0 && sent == Some(double.spans().len() as f64) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector decided {decided} of 200 traces and sent {sent:?} spans, \
+             of which the double has {}:\n{metrics}",
+            double.spans().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let spans = double.spans();
     let project = double.project(PROJECT);
     assert_delivered(&spans, &errors, project.id, &project.public_key);
