@@ -58,8 +58,8 @@ impl Work {
         Self { config }
     }
 
-    /// The configured chance that ErrorWork fails on a handled path.
-    pub fn handled_failures(&self) -> Failure {
+    /// A failure that MiddleWork recovers from, at the configured rate.
+    pub fn handled_failure(&self) -> Failure {
         Failure::Handled {
             rate: self.config.error_rate,
         }

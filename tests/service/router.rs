@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::Value;
 use somework::config::WorkConfig;
-use somework::routes::chain::Downstream;
+use somework::downstream::Downstream;
 use somework::routes::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use somework::routes::{AppState, Readiness, router};
 use somework::work::Work;

@@ -39,11 +39,12 @@ async fn somework_exports_the_nested_span_tree_with_events() {
         middle.event_names(),
         ["started the sleep", "completed the sleep", "Out of Error!"]
     );
+    // Typed: a number of milliseconds is exported as an integer, not a string.
     let slept = middle.event("started the sleep").expect("event")["sleep.duration_ms"].clone();
     assert_eq!(
         slept,
         Attr::Int(body["slept_ms"].as_i64().expect("slept_ms is a number")),
-        "the event records the sleep"
+        "the event records the sleep as an integer"
     );
     assert_eq!(
         middle.event("Out of Error!").expect("event")["error_work.failed"],
