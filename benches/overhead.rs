@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::otlp::OtlpReceiver;
+use somework_testkit::process::rss_kib;
 use somework_testkit::service::{Service, ServiceBuilder};
 
 const ROUNDS: usize = 20;
@@ -21,18 +23,6 @@ struct Variant {
     service: Service,
     latencies: Vec<Duration>,
     busy: Duration,
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 async fn round(client: &reqwest::Client, url: &str) -> (Vec<Duration>, Duration) {

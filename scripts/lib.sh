@@ -8,7 +8,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${SOMEWORK_TOOLS_DIR:-$ROOT/.tools}"
 TOOLS_BIN="$TOOLS_DIR/bin"
 CACHE_DIR="${SOMEWORK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/somework}"
-export ROOT TOOLS_DIR TOOLS_BIN CACHE_DIR
+# The namespaces the charts install into: the collector and the zero-account
+# backends in OBS_NS, the services in APP_NS. The in-cluster addresses in the
+# charts' values and the service's default endpoint name OBS_NS too;
+# tests/deploy/one_source.rs fails when a file disagrees with these two lines.
+OBS_NS=observability
+APP_NS=somework
+export ROOT TOOLS_DIR TOOLS_BIN CACHE_DIR OBS_NS APP_NS
 
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }

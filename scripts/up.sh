@@ -23,8 +23,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 PROFILE="${MINIKUBE_PROFILE:-somework}"
-OBS_NS=observability
-APP_NS=somework
 started=$SECONDS
 step() { log "[$((SECONDS - started))s] $*"; }
 

@@ -11,6 +11,8 @@
 
 // Outside tests, a failure is handled or reported, never a panic.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
+// The service needs no unsafe code; only the test harness has one audited block.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod downstream;

@@ -2,63 +2,13 @@
 //! Sentry-compatible server). Spans go to an in-process OTLP receiver, so each
 //! error can be matched to the exported span it happened in.
 
-use std::time::Duration;
-
 use serde_json::Value;
-use somework_testkit::bugsink::Bugsink;
-use somework_testkit::http::{get_json, trace_id};
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::api::SomeworkApi as _;
 
-const WAIT: Duration = Duration::from_secs(15);
-const ENVIRONMENT: &str = "test";
+use crate::helpers::{ENVIRONMENT, pretty, spawn_bugsink_app};
+
 const ERROR_TYPE: &str = "WorkError";
 const ERROR_MESSAGE: &str = "ErrorWork failed: the simulated dependency is unavailable";
-
-async fn start(
-    receiver: &OtlpReceiver,
-    dsn: &str,
-    configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
-) -> Service {
-    configure(
-        ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-            .env("SENTRY_DSN", dsn)
-            .env("SENTRY_ENVIRONMENT", ENVIRONMENT),
-    )
-    .start()
-    .await
-}
-
-fn pretty(values: &[Value]) -> String {
-    serde_json::to_string_pretty(values).unwrap_or_default()
-}
-
-/// The id of the exported `ErrorWork` span of `trace_id`.
-async fn error_work_span_id(receiver: &OtlpReceiver, trace_id: &str) -> String {
-    let spans = receiver.trace(trace_id, 4, WAIT).await;
-    spans
-        .iter()
-        .find(|s| s.name() == "ErrorWork")
-        .unwrap_or_else(|| panic!("no ErrorWork span in trace {trace_id}: {spans:#?}"))
-        .span_id()
-}
-
-/// The stored event (Bugsink's record, the client's event under `"data"`)
-/// whose `contexts.trace.trace_id` is `trace_id`.
-fn event_of_trace<'a>(events: &'a [Value], trace_id: &str, bugsink: &Bugsink) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["data"]["contexts"]["trace"]["trace_id"] == trace_id)
-        .unwrap_or_else(|| {
-            panic!(
-                "no stored event has contexts.trace.trace_id {trace_id}: {}\n\
-                 Bugsink log:\n{}",
-                pretty(events),
-                bugsink.server_log()
-            )
-        })
-}
 
 /// Asserts what every ErrorWork failure carries, and returns its exception.
 fn assert_error_work_event(data: &Value, release: &str) -> Value {
@@ -113,38 +63,34 @@ fn assert_error_work_event(data: &Value, release: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errorwork_sends_each_failure_as_an_unhandled_error_linked_to_its_span() {
-    let Some(bugsink) = Bugsink::start().await else {
+    let Some(app) = spawn_bugsink_app(|s| s.env("SENTRY_RELEASE", "somework@test-release")).await
+    else {
         return;
     };
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, &bugsink.dsn(), |s| {
-        s.env("SENTRY_RELEASE", "somework@test-release")
-    })
-    .await;
 
     let mut trace_ids = Vec::new();
     for _ in 0..2 {
-        let (status, body) = get_json(&service.url("/errorwork"), &[]).await;
-        assert_eq!(status, 500, "{body}");
-        trace_ids.push(trace_id(&body));
+        let reply = app.get_errorwork().await;
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        trace_ids.push(reply.trace_id());
     }
     assert_ne!(trace_ids[0], trace_ids[1]);
 
-    let events = bugsink.wait_for_events(2, WAIT).await;
+    let events = app.events(2).await;
     assert_eq!(events.len(), 2, "{}", pretty(&events));
     for trace_id in &trace_ids {
-        let data = &event_of_trace(&events, trace_id, &bugsink)["data"];
+        let data = &app.event_of_trace(&events, trace_id)["data"];
         let exception = assert_error_work_event(data, "somework@test-release");
         assert_eq!(exception["mechanism"]["handled"], false, "{exception:#}");
         assert_eq!(
             data["contexts"]["trace"]["span_id"],
-            error_work_span_id(&receiver, trace_id).await,
+            app.error_work_span_id(trace_id).await,
             "the event must point at the ErrorWork span: {data:#}"
         );
     }
 
     // The same failure twice is one issue in Sentry, with two events.
-    let issues = bugsink.issues().await;
+    let issues = app.bugsink.issues().await;
     assert_eq!(issues.len(), 1, "{}", pretty(&issues));
     assert_eq!(issues[0]["calculated_type"], ERROR_TYPE);
     assert_eq!(issues[0]["calculated_value"], ERROR_MESSAGE);
@@ -152,30 +98,31 @@ async fn errorwork_sends_each_failure_as_an_unhandled_error_linked_to_its_span()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handled_failure_on_somework_is_reported_while_the_request_succeeds() {
-    let Some(bugsink) = Bugsink::start().await else {
+    let Some(app) =
+        spawn_bugsink_app(|s| s.env("ERROR_RATE", "1").remove_env("SENTRY_RELEASE")).await
+    else {
         return;
     };
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, &bugsink.dsn(), |s| {
-        s.env("ERROR_RATE", "1").remove_env("SENTRY_RELEASE")
-    })
-    .await;
 
-    let (status, body) = get_json(&service.url("/somework"), &[]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["error_work"], "failed_and_handled", "{body}");
-    let trace_id = trace_id(&body);
+    let reply = app.get_somework().await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["error_work"], "failed_and_handled",
+        "{}",
+        reply.body
+    );
+    let trace_id = reply.trace_id();
 
-    let events = bugsink.wait_for_events(1, WAIT).await;
+    let events = app.events(1).await;
     assert_eq!(events.len(), 1, "{}", pretty(&events));
-    let data = &event_of_trace(&events, &trace_id, &bugsink)["data"];
+    let data = &app.event_of_trace(&events, &trace_id)["data"];
     // Without SENTRY_RELEASE the release is the crate's name and version.
     let default_release = concat!("somework@", env!("CARGO_PKG_VERSION"));
     let exception = assert_error_work_event(data, default_release);
     assert_eq!(exception["mechanism"]["handled"], true, "{exception:#}");
     assert_eq!(
         data["contexts"]["trace"]["span_id"],
-        error_work_span_id(&receiver, &trace_id).await,
+        app.error_work_span_id(&trace_id).await,
         "{data:#}"
     );
 }
@@ -183,11 +130,9 @@ async fn a_handled_failure_on_somework_is_reported_while_the_request_succeeds() 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_request_data_reaches_sentry() {
     const SECRET: &str = "PLANTED-SECRET-5e1b7d";
-    let Some(bugsink) = Bugsink::start().await else {
+    let Some(app) = spawn_bugsink_app(|s| s.env("ERROR_RATE", "1")).await else {
         return;
     };
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, &bugsink.dsn(), |s| s.env("ERROR_RATE", "1")).await;
 
     let mut trace_ids = Vec::new();
     for (path, expected_status) in [
@@ -204,15 +149,15 @@ async fn no_request_data_reaches_sentry() {
             .iter()
             .map(|(name, value)| (*name, value.as_str()))
             .collect();
-        let (status, body) = get_json(&service.url(&path), &headers).await;
-        assert_eq!(status, expected_status, "{path}: {body}");
-        trace_ids.push(trace_id(&body));
+        let reply = app.get_with_headers(&path, &headers).await;
+        assert_eq!(reply.status, expected_status, "{path}: {}", reply.body);
+        trace_ids.push(reply.trace_id());
     }
 
-    let events = bugsink.wait_for_events(2, WAIT).await;
+    let events = app.events(2).await;
     assert_eq!(events.len(), 2, "{}", pretty(&events));
     for trace_id in &trace_ids {
-        let event = event_of_trace(&events, trace_id, &bugsink);
+        let event = app.event_of_trace(&events, trace_id);
         assert!(
             !event.to_string().contains(SECRET),
             "the secret reached Sentry: {event:#}"
