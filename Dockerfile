@@ -26,11 +26,11 @@ RUN apt-get update \
 RUN cargo install cargo-chef --version 0.1.78 --locked
 WORKDIR /app
 # Smaller, faster release binary for the image only (the repository's own
-# profile stays quick to build for tests). Debug info goes, symbol names
-# stay: Sentry shows function names in stack traces.
+# profile stays quick to build for tests). Nothing is stripped: the release
+# profile's debug info (this crate's line tables and function names, see
+# Cargo.toml) gives Sentry's stack traces their files and lines.
 ENV CARGO_PROFILE_RELEASE_LTO=true \
-    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-    CARGO_PROFILE_RELEASE_STRIP=debuginfo
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
 
 FROM chef AS planner
 COPY . .
