@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
 #
 # The somework service image: a release build on Debian 12 (glibc), run on
-# distroless cc-debian12 as the non-root user 65532. About 35 MB in all:
+# distroless cc-debian12 as the non-root user 65532. About 47 MB in all:
 # distroless/cc ~23 MB (glibc, libgcc_s, CA certificates, tzdata) and the
-# binary ~11 MB (fat LTO, one codegen unit, debug info stripped, symbols kept).
-# A static musl build on distroless/static would be ~13 MB, but musl's
-# allocator is slow under a multi-threaded Tokio runtime; glibc fits the
-# 40 MB budget without that trade.
+# binary ~23 MB (fat LTO, one codegen unit: ~11 MB of code and symbols, and
+# ~12 MB of this crate's debug info, which gives Sentry's stack traces their
+# files and lines; see the README's "Stack traces"). A static musl build on
+# distroless/static would be smaller, but musl's allocator is slow under a
+# multi-threaded Tokio runtime.
 #
 #   docker build -t somework:dev .
 #   minikube image build -t somework:dev .      (what scripts/up.sh does)

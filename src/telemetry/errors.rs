@@ -94,11 +94,13 @@ impl ErrorOrigin {
     /// function that created the error.
     ///
     /// The `backtrace` crate reports every function of a physical frame,
-    /// those inlined into it included, each with its own file and line, so a
-    /// function that the optimizer folded into its caller keeps its frame.
-    /// (`std::backtrace::Backtrace` exposes its frames only as text, which
-    /// the sentry crate would have to parse back.) In-app files are named
-    /// relative to the crate, `src/work.rs`, as in the repository.
+    /// those inlined into it included, each with its own file and line (from
+    /// the release profile's debug info, see Cargo.toml), so a function that
+    /// the optimizer folded into its caller keeps its frame.
+    /// `std::backtrace::Backtrace` offers the same frames only as text, which
+    /// the sentry crate parses back with a regular expression, losing their
+    /// addresses. In-app files are named relative to the crate, `src/work.rs`,
+    /// as in the repository.
     fn stacktrace(&self) -> Option<Stacktrace> {
         let mut backtrace = Backtrace::clone(&self.backtrace);
         backtrace.resolve();
