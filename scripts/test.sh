@@ -19,11 +19,7 @@ case "${1:-}" in
   *) die "unknown option '$1'; usage: scripts/test.sh [--lint-only]" ;;
 esac
 
-# One target directory per checkout: cargo copies every build of the binary
-# to the same target/release/somework, so two checkouts sharing a directory
-# could test each other's binary. Per checkout, a later run reuses the build.
-checkout_id="$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target-$checkout_id}"
+use_checkout_target_dir
 export SOMEWORK_TOOLS_DIR="$TOOLS_DIR"
 require_cmd cargo "Install Rust with rustup: https://rustup.rs"
 
@@ -54,7 +50,7 @@ step "cargo test (release build; the end-to-end tests run the release binary)"
 mkdir -p "$CACHE_DIR"
 results="$CACHE_DIR/test-output.log"
 set +e
-cargo test --workspace --release --locked 2>&1 | tee "$results"
+cargo test "${CARGO_TEST_ARGS[@]}" 2>&1 | tee "$results"
 cargo_status=${PIPESTATUS[0]}
 set -e
 

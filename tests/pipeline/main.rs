@@ -5,5 +5,6 @@
 
 mod bugsink_harness;
 mod collector;
+mod first_hour;
 mod helpers;
 mod sentry_bugsink;

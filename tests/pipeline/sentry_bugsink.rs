@@ -10,6 +10,39 @@ use crate::helpers::{ENVIRONMENT, pretty, spawn_bugsink_app};
 const ERROR_TYPE: &str = "WorkError";
 const ERROR_MESSAGE: &str = "ErrorWork failed: the simulated dependency is unavailable";
 
+/// The lines of `async fn error_work` in src/work.rs: from its signature to
+/// the closing brace at the start of a line.
+fn error_work_lines() -> std::ops::RangeInclusive<u64> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/work.rs");
+    let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let lines: Vec<&str> = source.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("async fn error_work("))
+        .unwrap_or_else(|| panic!("no `async fn error_work(` in {path}"));
+    let end = start
+        + lines[start..]
+            .iter()
+            .position(|l| *l == "}")
+            .unwrap_or_else(|| panic!("error_work has no closing brace in {path}"));
+    // Lines count from 1.
+    (start as u64 + 1)..=(end as u64 + 1)
+}
+
+/// One line per frame, innermost last: function, file, line and in-app flag.
+fn frame_list(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}:{} in_app={}",
+                f["function"], f["filename"], f["lineno"], f["in_app"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Asserts what every ErrorWork failure carries, and returns its exception.
 fn assert_error_work_event(data: &Value, release: &str) -> Value {
     let exceptions = data["exception"]["values"]
@@ -29,34 +62,45 @@ fn assert_error_work_event(data: &Value, release: &str) -> Value {
     let frames = exception["stacktrace"]["frames"]
         .as_array()
         .unwrap_or_else(|| panic!("no stack frames in {exception:#}"));
-    let functions: Vec<&str> = frames
-        .iter()
-        .filter_map(|f| f["function"].as_str())
-        .collect();
-    // `somework::work` holds MiddleWork and ErrorWork; in a release build the
-    // innermost closures are inlined, so match the module, not one function.
-    assert!(
-        functions.iter().any(|f| f.starts_with("somework::work::")),
-        "no frame from somework::work in {functions:#?}"
-    );
-    // Sentry lists frames outermost first and shows the last one as where the
-    // error happened: that must be the service, not the capture machinery.
-    assert!(
-        functions
-            .last()
-            .is_some_and(|f| f.starts_with("somework::")),
-        "the innermost frame is not the service's: {functions:#?}"
-    );
     // Only the service's own frames are in-app, so Sentry's grouping does not
     // depend on the versions of axum, tokio or the OTel SDK.
-    assert!(
-        frames
-            .iter()
-            .filter(|f| f["in_app"] == true)
-            .all(|f| f["function"]
+    let in_app: Vec<&Value> = frames.iter().filter(|f| f["in_app"] == true).collect();
+    let listed = frame_list(frames);
+    assert!(!in_app.is_empty(), "no in-app frame:\n{listed}");
+    for frame in &in_app {
+        assert!(
+            frame["function"]
                 .as_str()
-                .is_some_and(|n| n.starts_with("somework::"))),
-        "frames outside somework are marked in-app: {functions:#?}"
+                .is_some_and(|f| f.starts_with("somework::")),
+            "a frame outside somework is marked in-app: {frame:#}\n{listed}"
+        );
+        assert!(
+            frame["filename"].is_string() && frame["lineno"].is_u64(),
+            "an in-app frame without file and line: {frame:#}\n{listed}"
+        );
+    }
+    // Sentry lists frames outermost first and shows the last one as where the
+    // error happened: ErrorWork, where the error is made, not the capture
+    // helper (ErrorOrigin::here) and not MiddleWork, into which the optimizer
+    // may inline it.
+    let innermost = in_app.last().expect("checked non-empty");
+    assert!(
+        innermost["function"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("somework::work::error_work")),
+        "the innermost in-app frame is not error_work: {innermost:#}\n{listed}"
+    );
+    assert_eq!(
+        frames.last(),
+        Some(*innermost),
+        "frames of the capture machinery are left inside error_work's:\n{listed}"
+    );
+    assert_eq!(innermost["filename"], "src/work.rs", "{innermost:#}");
+    let lines = error_work_lines();
+    let line = innermost["lineno"].as_u64().unwrap_or_default();
+    assert!(
+        lines.contains(&line),
+        "the innermost frame's line {line} is outside error_work (lines {lines:?} of src/work.rs)"
     );
     exception
 }
