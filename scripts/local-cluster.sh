@@ -179,6 +179,12 @@ build_jaeger() {
 }
 
 build_all() {
+  # One build at a time per cache (two runs share it); leftovers of an
+  # interrupted image build are removed.
+  mkdir -p "$IMAGES_DIR"
+  exec 8>"$LC_CACHE/build.lock"
+  flock 8
+  rm -rf "$IMAGES_DIR"/.rootfs.* "$IMAGES_DIR"/.work.*
   require_cmd go "Install Go (https://go.dev/doc/install): Kubernetes, CoreDNS and Jaeger are built from the Go module proxy."
   fetch_debian
   build_kubernetes
@@ -187,6 +193,7 @@ build_all() {
   "$ROOT/scripts/install-bugsink.sh"
   "$ROOT/scripts/build-collector.sh"
   build_platform_images
+  flock -u 8
 }
 
 # --- images --------------------------------------------------------------------
@@ -311,7 +318,9 @@ build_platform_images() {
     mkdir -p "$rootfs/bin"
     cp "$DEBIAN_DIR/root/bin/busybox" "$rootfs/bin/busybox"
     local applet
-    for applet in $("$rootfs/bin/busybox" --list); do ln -s busybox "$rootfs/bin/$applet"; done
+    for applet in $("$rootfs/bin/busybox" --list); do
+      [[ -e "$rootfs/bin/$applet" ]] || ln -s busybox "$rootfs/bin/$applet"
+    done
     copy_with_libs "$rootfs" "$(command -v curl)"
     make_image "$CURL_REF" "$rootfs" --config.user 100:101 --config.entrypoint /bin/sh \
       --config.env PATH=/usr/bin:/bin
@@ -605,9 +614,9 @@ cmd_up() {
   step "[$((SECONDS - started))s] API server ready on https://127.0.0.1:$port"
   wait_until 120 "the node to be Ready" node_ready
   step "[$((SECONDS - started))s] node Ready"
-  local archive
-  for archive in "$IMAGES_DIR"/*.tar; do
-    import_image "$archive"
+  local ref
+  for ref in "$PAUSE_REF" "$COREDNS_REF" "$JAEGER_REF" "$CURL_REF" "$(bugsink_image)" "$(collector_image)"; do
+    import_image "$(image_archive "$ref")"
   done
   step "[$((SECONDS - started))s] images imported"
   sed "s|@COREDNS_IMAGE@|$COREDNS_REF|" "$TEMPLATES/coredns.yaml" | cluster_kubectl apply -f - >/dev/null
@@ -666,10 +675,7 @@ cmd_down() {
   kill_and_wait "$(pid_of launcher)"
   # The node's mounts (overlays, volumes, tmpfs) lived in its own mount
   # namespace and went with its last process.
-  local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/; do
-    [[ -d "$hierarchy$CGROUP" ]] && find "$hierarchy$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
+  remove_cgroups
   if ip netns list | grep -q "^$NETNS\b"; then
     ip netns del "$NETNS"
   fi
@@ -682,6 +688,21 @@ cmd_down() {
   leftovers="$(check_nothing_left)"
   [[ -z "$leftovers" ]] || die "left behind after down: $leftovers"
   step "down: nothing left"
+}
+
+# A cgroup can be removed only once the kernel has let go of its last
+# process, a moment after the process is gone.
+remove_cgroups() {
+  local hierarchy _
+  for _ in $(seq 40); do
+    for hierarchy in /sys/fs/cgroup/*/; do
+      if [[ -d "$hierarchy$CGROUP" ]]; then
+        find "$hierarchy$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      fi
+    done
+    ls -d /sys/fs/cgroup/*/"$CGROUP" >/dev/null 2>&1 || return 0
+    sleep 0.25
+  done
 }
 
 check_nothing_left() {
