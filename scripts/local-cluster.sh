@@ -152,7 +152,9 @@ build_coredns() {
 }
 
 # build_jaeger: Jaeger's go.mod has a `replace` (sarama), so `go install`
-# refuses it; a scratch module that repeats the replace builds cmd/jaeger.
+# refuses it. A scratch module with Jaeger's own go.mod and go.sum (its
+# requirements, its replace, its checksums) plus Jaeger itself builds
+# cmd/jaeger at exactly the versions Jaeger's release was tested with.
 build_jaeger() {
   if [[ -x "$JAEGER_DIR/bin/jaeger" ]]; then
     return
@@ -162,18 +164,18 @@ build_jaeger() {
   mkdir -p "$JAEGER_DIR/module" "$JAEGER_DIR/bin"
   (
     cd "$JAEGER_DIR/module"
-    local upstream_mod
-    upstream_mod="$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
-    [[ -f "$upstream_mod" ]] || die "could not download github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION"
-    {
-      printf 'module somework.local/jaeger\n\n'
-      grep -m1 '^go ' "$upstream_mod"
-      printf '\nrequire github.com/jaegertracing/jaeger %s\n\n' "$JAEGER_MODULE_VERSION"
-      grep '^replace ' "$upstream_mod"
-    } >go.mod
-    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/jaegertracing/jaeger/cmd/jaeger"\n' >tools.go
-    go mod tidy
-    go_build -ldflags "-s -w" -o "$JAEGER_DIR/bin/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+    local module=github.com/jaegertracing/jaeger info dir
+    info="$(go mod download -json "$module@$JAEGER_MODULE_VERSION")" ||
+      die "could not download $module@$JAEGER_MODULE_VERSION from the Go module proxy"
+    field() { sed -n "s/^\t\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" <<<"$info"; }
+    dir="$(field Dir)"
+    sed 's|^module .*|module somework.local/jaeger|' "$dir/go.mod" >go.mod
+    printf '\nrequire %s %s\n' "$module" "$JAEGER_MODULE_VERSION" >>go.mod
+    cat "$dir/go.sum" >go.sum
+    printf '%s %s %s\n%s %s/go.mod %s\n' "$module" "$JAEGER_MODULE_VERSION" "$(field Sum)" \
+      "$module" "$JAEGER_MODULE_VERSION" "$(field GoModSum)" >>go.sum
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/jaeger"\n' "$module" >tools.go
+    go_build -ldflags "-s -w" -o "$JAEGER_DIR/bin/jaeger" "$module/cmd/jaeger"
   ) || die "building Jaeger failed (output above)"
   step "Jaeger: built in $((SECONDS - started)) s"
 }
