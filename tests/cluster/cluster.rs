@@ -152,11 +152,12 @@ impl LocalCluster {
         command
     }
 
-    pub fn helm(&self, args: &[&str]) -> String {
+    pub fn helm(&self, args: &[impl AsRef<str>]) -> String {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let output = Command::new(&self.helm)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(args)
+            .args(&args)
             .current_dir(repo_root())
             .output()
             .expect("cannot run helm");

@@ -81,11 +81,15 @@ pub async fn collector_sends_to_sentry_in_both_modes(cluster: &LocalCluster) {
             .map(|value| value.trim_matches(['\'', '"']).to_owned())
             .unwrap_or_else(|| panic!("sentry-otlp-env.sh printed no {name}: {settings}"))
     };
+    let (traces_url, public_key) = (
+        setting("SENTRY_OTLP_TRACES_URL"),
+        setting("SENTRY_PUBLIC_KEY"),
+    );
     replace_secret(
         cluster,
         &[
-            ("SENTRY_OTLP_TRACES_URL", &setting("SENTRY_OTLP_TRACES_URL")),
-            ("SENTRY_PUBLIC_KEY", &setting("SENTRY_PUBLIC_KEY")),
+            ("SENTRY_OTLP_TRACES_URL", traces_url.as_str()),
+            ("SENTRY_PUBLIC_KEY", public_key.as_str()),
         ],
     );
     cluster.helm(&collector_upgrade(&["pipeline=sentry-otlp"]));
