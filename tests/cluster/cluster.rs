@@ -58,7 +58,7 @@ impl LocalCluster {
             run_dir: PathBuf::new(),
             kubeconfig: PathBuf::new(),
             helm,
-            sysctls_before: read_sysctls(),
+            sysctls_before: machine_sysctls(),
             is_down: false,
             id,
         };
@@ -234,10 +234,16 @@ impl LocalCluster {
         let processes = processes_mentioning(&run_dir);
         assert!(processes.is_empty(), "processes are left: {processes:?}");
         assert!(!self.run_dir.exists(), "{} is left", self.run_dir.display());
+        // The last run to go down restores them; while another runs, the
+        // record of the machine's values must still be there.
+        let now = if local_cluster_cache().join("sysctls.before").exists() {
+            machine_sysctls()
+        } else {
+            read_sysctls()
+        };
         assert_eq!(
-            read_sysctls(),
-            self.sysctls_before,
-            "the sysctls the kubelet changed are not restored"
+            now, self.sysctls_before,
+            "the sysctls the kubelet changed are not restored (nor recorded for the last run to restore)"
         );
     }
 }
@@ -322,6 +328,30 @@ fn missing_capability() -> Option<&'static str> {
         })
         .unwrap_or(false);
     (!is_root).then_some("root (network namespaces, cgroups and mounts)")
+}
+
+/// The machine's own values: while another local cluster runs, its kubelet's
+/// values are in force and the first run's record holds the machine's.
+fn machine_sysctls() -> Vec<(String, String)> {
+    let record = local_cluster_cache().join("sysctls.before");
+    match fs::read_to_string(record) {
+        Ok(saved) => saved
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+        Err(_) => read_sysctls(),
+    }
+}
+
+fn local_cluster_cache() -> PathBuf {
+    let cache = std::env::var_os("SOMEWORK_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("somework")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/somework")
+        });
+    cache.join("local-cluster")
 }
 
 fn read_sysctls() -> Vec<(String, String)> {
