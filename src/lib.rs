@@ -5,11 +5,14 @@
 //! - [`config`] reads and validates the environment once;
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
 //! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
-//! - [`server`] runs the HTTP server with graceful shutdown.
+//! - [`server`] runs the HTTP server with graceful shutdown;
+//! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 pub mod config;
 mod error;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "verify")]
+pub mod verify;
 pub mod work;
