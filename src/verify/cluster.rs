@@ -122,19 +122,28 @@ fn innermost(error: &dyn std::error::Error) -> String {
     current.to_string()
 }
 
-/// Whether the chain holds a rustls error: io errors carry it inside, where
-/// `source()` does not reach, so each one is opened too.
+/// Whether the chain holds a rustls error. Boxes and io errors hide what
+/// they wrap from `source()`, so each level is opened as well.
 fn looks_like_tls(error: &kube::Error) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = current {
-        let inner = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        if error.is::<rustls::Error>() || inner.is_some_and(|inner| inner.is::<rustls::Error>()) {
+    while let Some(level) = current {
+        if is_tls(level) {
             return true;
         }
-        current = error.source();
+        current = level.source();
+    }
+    false
+}
+
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return is_tls(inner);
     }
     false
 }

@@ -103,7 +103,8 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         Err(error) => return fatal(&args, &format!("cannot start the Tokio runtime: {error}")),
     };
     let step = Step::default();
-    let outcome = runtime.block_on(tokio::time::timeout(args.timeout, verify(&args, &step)));
+    let outcome =
+        runtime.block_on(async { tokio::time::timeout(args.timeout, verify(&args, &step)).await });
     // Port-forward tasks still draining must not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match outcome {
