@@ -1,16 +1,20 @@
 //! somework: a reference service for distributed tracing with OpenTelemetry,
 //! the OpenTelemetry Collector and Sentry.
 //!
-//! `main.rs` only wires these modules together:
-//! - [`config`] reads and validates the environment once;
+//! `main.rs` only parses the command line and hands over to a subcommand:
+//! - [`serve`] runs the service: it alone reads the service's environment;
+//! - [`config`] reads and validates that environment once;
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
-//! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
+//! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work,
+//!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown;
 //! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 pub mod config;
+pub mod downstream;
 mod error;
 pub mod routes;
+pub mod serve;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "verify")]
