@@ -6,13 +6,17 @@
 test:
 	scripts/test.sh
 
-## Deploy the whole demo on minikube and hit its endpoints.
-up:
-	scripts/up.sh
+# minikube (default) or local: a Kubernetes built here, for Linux as root
+# without Docker (scripts/local-cluster.sh).
+CLUSTER ?= minikube
 
-## Tear the minikube demo down.
+## Deploy the whole demo (make up CLUSTER=local for the local cluster) and hit its endpoints.
+up:
+	CLUSTER=$(CLUSTER) scripts/up.sh
+
+## Tear the demo down (make down CLUSTER=local stops the local cluster).
 down:
-	scripts/down.sh
+	CLUSTER=$(CLUSTER) scripts/down.sh
 
 ## Run Bugsink locally (a Sentry-compatible error tracker) and print its DSN.
 bugsink:

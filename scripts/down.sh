@@ -3,12 +3,16 @@
 #
 #   scripts/down.sh                 delete the whole minikube profile (default)
 #   scripts/down.sh --keep-cluster  uninstall the charts and their namespaces only
+#   CLUSTER=local scripts/down.sh   stop the local cluster (scripts/local-cluster.sh down)
 #
 # MINIKUBE_PROFILE selects the profile (default somework), as for up.sh.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+if [[ "${CLUSTER:-minikube}" == local ]]; then
+  exec "$ROOT/scripts/local-cluster.sh" down
+fi
 PROFILE="${MINIKUBE_PROFILE:-somework}"
 keep_cluster=false
 case "${1:-}" in

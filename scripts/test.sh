@@ -35,6 +35,11 @@ scripts/install-shellcheck.sh
 scripts/install-k8s-tools.sh
 scripts/install-bugsink.sh
 scripts/build-collector.sh
+# The local cluster for tests/cluster (Linux as root only; cached, so only a
+# cold machine pays for it: Kubernetes, CoreDNS and Jaeger from source).
+if [[ "$(uname -s)" == Linux ]] && ((EUID == 0)); then
+  scripts/local-cluster.sh build
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check || die "formatting differs; run 'cargo fmt --all'"
@@ -43,7 +48,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "shellcheck"
-"$TOOLS_BIN/shellcheck" scripts/*.sh .ci/run
+"$TOOLS_BIN/shellcheck" scripts/*.sh deploy/local-cluster/*.sh .ci/run
 
 if [[ "$lint_only" == true ]]; then
   step "lint passed"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one-command demo: somework, the OpenTelemetry Collector and (without a
-# Sentry account) Jaeger and Bugsink on a minikube cluster of its own.
+# Sentry account) Jaeger and Bugsink on a minikube cluster of its own, or on
+# the local cluster (Linux as root, no Docker: scripts/local-cluster.sh).
 #
-#   scripts/up.sh             (or: make up)
+#   scripts/up.sh                     (or: make up)                minikube
+#   CLUSTER=local scripts/up.sh       (or: make up CLUSTER=local)  the local cluster
 #
 # Zero-account mode is the default. Export these first to use Sentry instead:
 #   SENTRY_DSN          the project's DSN: the services' errors go there, and
@@ -22,6 +24,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
+CLUSTER="${CLUSTER:-minikube}"
 PROFILE="${MINIKUBE_PROFILE:-somework}"
 OBS_NS=observability
 APP_NS=somework
@@ -38,17 +41,35 @@ need() {
     missing=1
   fi
 }
-need minikube "Install it: https://minikube.sigs.k8s.io/docs/start/"
-need helm "Run scripts/install-k8s-tools.sh, or see https://helm.sh/docs/intro/install/"
-need kubectl "Run scripts/install-k8s-tools.sh, or see https://kubernetes.io/docs/tasks/tools/"
-need cargo "Install Rust (https://rustup.rs): scripts/up.sh ends with somework verify."
-if [[ "${MINIKUBE_DRIVER:-docker}" == docker ]]; then
-  need docker "Install Docker (https://docs.docker.com/engine/install/), or set MINIKUBE_DRIVER to another minikube driver."
+case "$CLUSTER" in
+  minikube)
+    need minikube "Install it: https://minikube.sigs.k8s.io/docs/start/ (on Linux as root, without Docker: make up CLUSTER=local builds a local cluster instead)"
+    need kubectl "Run scripts/install-k8s-tools.sh, or see https://kubernetes.io/docs/tasks/tools/"
+    if [[ "${MINIKUBE_DRIVER:-docker}" == docker ]]; then
+      need docker "Install Docker (https://docs.docker.com/engine/install/), or set MINIKUBE_DRIVER to another minikube driver."
+    fi
+    ;;
+  local) ;;
+  *) die "CLUSTER must be minikube or local, not '$CLUSTER'" ;;
+esac
+if [[ "$CLUSTER" == local ]] && ! command -v helm >/dev/null 2>&1; then
+  scripts/install-k8s-tools.sh
 fi
+need helm "Run scripts/install-k8s-tools.sh, or see https://helm.sh/docs/intro/install/"
+need cargo "Install Rust (https://rustup.rs): scripts/up.sh ends with somework verify."
 ((missing == 0)) || die "install the tools above, then run scripts/up.sh again"
 
-KUBECTL=(kubectl --context "$PROFILE")
-HELM=(helm --kube-context "$PROFILE")
+if [[ "$CLUSTER" == local ]]; then
+  # kubectl from the cluster's own build, at the cluster's version.
+  eval "$(scripts/local-cluster.sh env)"
+  KUBECTL=(kubectl --kubeconfig "$KUBECONFIG")
+  HELM=(helm --kubeconfig "$KUBECONFIG")
+  kubectl_hint="kubectl --kubeconfig $KUBECONFIG"
+else
+  KUBECTL=(kubectl --context "$PROFILE")
+  HELM=(helm --kube-context "$PROFILE")
+  kubectl_hint="kubectl --context $PROFILE"
+fi
 
 # --- 2. Mode ---------------------------------------------------------------
 if [[ -n "${SENTRY_DSN:-}" ]]; then
@@ -69,7 +90,10 @@ case "$mode" in
 esac
 
 # --- 3. Cluster ------------------------------------------------------------
-if minikube status --profile "$PROFILE" >/dev/null 2>&1; then
+if [[ "$CLUSTER" == local ]]; then
+  step "local cluster: building what is missing (cached) and starting it unless it runs"
+  scripts/local-cluster.sh up
+elif minikube status --profile "$PROFILE" >/dev/null 2>&1; then
   step "minikube profile $PROFILE is running"
 else
   step "starting minikube profile $PROFILE (the first start downloads the node image; a few minutes)"
@@ -92,7 +116,21 @@ tag="dev-$({
   find src tests/support/src -type f -print0 | sort -z | xargs -0 cat
 } | sha256 | cut -c1-12)"
 image="somework:$tag"
-if minikube image ls --profile "$PROFILE" | grep -q "somework:$tag\$"; then
+values=()
+if [[ "$CLUSTER" == local ]]; then
+  # Assembled from the release binary (same user, port and read-only root as
+  # the Dockerfile, which only the kind workflow builds) and imported.
+  step "building the release binary and its image for the local cluster"
+  target_dir="${CARGO_TARGET_DIR:-$CACHE_DIR/target-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)}"
+  # Without the `verify` feature, as the Dockerfile builds it.
+  CARGO_TARGET_DIR="$target_dir" cargo build --release --locked --no-default-features --bin somework
+  image="$(scripts/local-cluster.sh image somework "$target_dir/release/somework" \
+    --config.exposedports 8080/tcp --config.env LOG_FORMAT=json)"
+  tag="${image##*:}"
+  while read -r name ref; do
+    values+=(--set "$name=${ref##*:}")
+  done < <(scripts/local-cluster.sh images)
+elif minikube image ls --profile "$PROFILE" | grep -q "somework:$tag\$"; then
   step "image $image is already in minikube"
 else
   step "building $image inside minikube (the first build compiles every dependency: 5 to 15 minutes)"
@@ -141,11 +179,17 @@ fi
 
 # --- 6. Charts -------------------------------------------------------------
 install() {
-  local release="$1" namespace="$2"
+  local release="$1" namespace="$2" local_values=()
   shift 2
+  if [[ "$CLUSTER" == local ]]; then
+    local_values=(-f "helm/$release/ci/local-cluster-values.yaml")
+    for value in "${values[@]}"; do
+      [[ "$value" == "$release:"* ]] && local_values+=(--set "${value#"$release:"}")
+    done
+  fi
   step "helm upgrade --install $release (namespace $namespace)"
   "${HELM[@]}" upgrade --install "$release" "helm/$release" --namespace "$namespace" \
-    --wait --timeout 10m "$@" >/dev/null
+    --wait --timeout 10m ${local_values[@]+"${local_values[@]}"} "$@" >/dev/null
 }
 if [[ "$mode" == zero-account ]]; then
   install demo-backends "$OBS_NS"
@@ -167,26 +211,31 @@ step "helm test somework (calls /somework, /errorwork and /chain inside the clus
 # Workloads, the collector's span counters, and (zero-account) every trace in
 # Jaeger and every error in Bugsink, with trace ids of its own; it prints them.
 step "somework verify (the first run compiles it: a few minutes)"
-cargo run --release --quiet -- verify --context "$PROFILE"
+verify_args=()
+# The local cluster's kubeconfig (KUBECONFIG, set above) has one context.
+[[ "$CLUSTER" == local ]] || verify_args=(--context "$PROFILE")
+cargo run --release --quiet -- verify ${verify_args[@]+"${verify_args[@]}"}
 
 # --- 8. Where to look --------------------------------------------------------
 echo
-echo "somework is up (profile $PROFILE, image $image). Trace ids: see the report above."
+where="profile $PROFILE"
+[[ "$CLUSTER" == minikube ]] || where="local cluster, kubeconfig $KUBECONFIG"
+echo "somework is up ($where, image $image). Trace ids: see the report above."
 echo
 if [[ "$mode" == zero-account ]]; then
-  password_cmd="kubectl --context $PROFILE -n $OBS_NS get secret bugsink -o jsonpath='{.data.ADMIN_PASSWORD}' | base64 -d"
+  password_cmd="$kubectl_hint -n $OBS_NS get secret bugsink -o jsonpath='{.data.ADMIN_PASSWORD}' | base64 -d"
   cat <<EOF
 Traces, in Jaeger:
-  kubectl --context $PROFILE -n $OBS_NS port-forward service/jaeger 16686:16686
+  $kubectl_hint -n $OBS_NS port-forward service/jaeger 16686:16686
   http://localhost:16686/trace/<trace id>
 
 Errors, in Bugsink (Sentry-compatible; user admin@example.com):
-  kubectl --context $PROFILE -n $OBS_NS port-forward service/bugsink 8000:8000
+  $kubectl_hint -n $OBS_NS port-forward service/bugsink 8000:8000
   http://localhost:8000   password: $password_cmd
   Each issue's event shows its trace id under contexts > trace.
 
 Call it yourself:
-  kubectl --context $PROFILE -n $APP_NS port-forward service/somework-frontend 8080:8080
+  $kubectl_hint -n $APP_NS port-forward service/somework-frontend 8080:8080
   curl localhost:8080/somework
 EOF
 else
@@ -203,8 +252,12 @@ In Sentry ($org_hint):
   (traces take up to a minute: the collector batches, Sentry ingests)
 
 Collector logs (one line per exported batch, and any export error):
-  kubectl --context $PROFILE -n $OBS_NS logs deployment/otel-collector
+  $kubectl_hint -n $OBS_NS logs deployment/otel-collector
 EOF
 fi
 echo
-echo "Remove everything: scripts/down.sh"
+if [[ "$CLUSTER" == local ]]; then
+  echo "Remove everything: make down CLUSTER=local   (scripts/local-cluster.sh down)"
+else
+  echo "Remove everything: scripts/down.sh"
+fi

@@ -101,9 +101,24 @@ pub struct SentryDoubleBuilder {
     token: String,
     project_slugs: Vec<String>,
     page_size: usize,
+    listen: SocketAddr,
+    authority: Option<String>,
 }
 
 impl SentryDoubleBuilder {
+    /// The address to listen on (default `127.0.0.1:0`, a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The `host[:port]` its URLs and DSNs name, when clients reach the double
+    /// under another name than its listening address (a Kubernetes Service).
+    pub fn authority(mut self, authority: &str) -> Self {
+        self.authority = Some(authority.to_owned());
+        self
+    }
+
     pub fn org(mut self, slug: &str) -> Self {
         slug.clone_into(&mut self.org);
         self
@@ -129,10 +144,11 @@ impl SentryDoubleBuilder {
     }
 
     pub async fn start(self) -> SentryDouble {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .expect("cannot bind the Sentry double");
         let addr = listener.local_addr().expect("bound address");
+        let authority = self.authority.unwrap_or_else(|| addr.to_string());
         let projects = self
             .project_slugs
             .iter()
@@ -145,7 +161,7 @@ impl SentryDoubleBuilder {
             })
             .collect();
         let shared = Arc::new(Shared {
-            addr,
+            authority,
             org: self.org,
             team: self.team,
             token: self.token,
@@ -174,7 +190,7 @@ impl SentryDoubleBuilder {
 
 #[derive(Debug)]
 struct Shared {
-    addr: SocketAddr,
+    authority: String,
     org: String,
     team: String,
     token: String,
@@ -186,7 +202,10 @@ struct Shared {
 
 impl Shared {
     fn dsn(&self, project: &Project) -> String {
-        format!("http://{}@{}/{}", project.public_key, self.addr, project.id)
+        format!(
+            "http://{}@{}/{}",
+            project.public_key, self.authority, project.id
+        )
     }
 }
 
@@ -207,12 +226,14 @@ impl SentryDouble {
             token: "test-token".to_owned(),
             project_slugs: Vec::new(),
             page_size: 100,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            authority: None,
         }
     }
 
     /// The base URL, for `SENTRY_URL`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("http://{}", self.shared.authority)
     }
 
     pub fn org(&self) -> &str {
@@ -392,7 +413,7 @@ fn paginated(shared: &Shared, uri: &Uri, items: Vec<Value>) -> Response {
         .unwrap_or(0);
     let end = (offset + shared.page_size).min(items.len());
     let page = items.get(offset..end).unwrap_or_default().to_vec();
-    let base = format!("http://{}{}", shared.addr, uri.path());
+    let base = format!("http://{}{}", shared.authority, uri.path());
     let link = |rel: &str, offset: usize, is_prev: u8, results: bool| {
         let cursor = format!("0:{offset}:{is_prev}");
         format!(r#"<{base}?&cursor={cursor}>; rel="{rel}"; results="{results}"; cursor="{cursor}""#)
@@ -436,7 +457,7 @@ fn key_json(shared: &Shared, project: &Project) -> Value {
             "public": shared.dsn(project),
             "secret": format!(
                 "http://{}:{}@{}/{}",
-                project.public_key, project.secret_key, shared.addr, project.id
+                project.public_key, project.secret_key, shared.authority, project.id
             ),
         },
     })

@@ -1,0 +1,239 @@
+//! Faults on the real cluster, under load from inside it (through the
+//! frontend's Service: a port-forward would pin one pod).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::cluster::{APP_NS, LocalCluster, OBS_NS, report};
+use crate::demo::ARRIVAL;
+use crate::jaeger::Jaeger;
+
+const FRONTEND_URL: &str = "http://somework-frontend.somework.svc.cluster.local:8080/somework";
+
+/// The collector pod is deleted while requests flow: the service keeps
+/// answering, and the spans of requests made once the new pod is ready arrive.
+pub async fn collector_pod_deleted_under_load(cluster: &LocalCluster) {
+    let load = LoadJob::start(cluster, "load-collector-restart", 10, 50);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.kubectl(&[
+        "--namespace",
+        OBS_NS,
+        "delete",
+        "pod",
+        "--selector",
+        "app.kubernetes.io/name=otel-collector",
+        "--wait=false",
+    ]);
+    cluster.kubectl(&[
+        "--namespace",
+        OBS_NS,
+        "rollout",
+        "status",
+        "deployment/otel-collector",
+        "--timeout=180s",
+    ]);
+    let ready_at = unix_ms() + 1_000;
+    let result = load.finish(cluster);
+    assert_eq!(
+        result.failed, 0,
+        "requests failed while the collector pod was replaced: {:?}",
+        result.failures
+    );
+    let after_ready: HashSet<String> = result
+        .answers
+        .iter()
+        .filter(|(_, sent_at)| *sent_at >= ready_at)
+        .map(|(trace_id, _)| trace_id.clone())
+        .collect();
+    assert!(
+        after_ready.len() >= 50,
+        "too few requests after the new collector was ready ({}) to judge",
+        after_ready.len()
+    );
+    let missing = missing_server_spans(cluster, &after_ready).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} requests made after the new collector pod was ready have no server span in Jaeger: {:?}",
+        missing.len(),
+        after_ready.len(),
+        missing.iter().take(10).collect::<Vec<_>>()
+    );
+    report(&format!(
+        "collector pod replaced under load: {} requests, 0 failed, {} spans after ready all arrived",
+        result.answers.len(),
+        after_ready.len()
+    ));
+}
+
+/// A rolling restart of the frontend under steady load: not one request
+/// fails, and every answered (sampled) request's server span arrives.
+pub async fn rolling_restart_of_the_frontend_under_steady_load(cluster: &LocalCluster) {
+    let load = LoadJob::start(cluster, "load-rolling-restart", 10, 60);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let started = Instant::now();
+    cluster.kubectl(&[
+        "--namespace",
+        APP_NS,
+        "rollout",
+        "restart",
+        "deployment/somework-frontend",
+    ]);
+    cluster.kubectl(&[
+        "--namespace",
+        APP_NS,
+        "rollout",
+        "status",
+        "deployment/somework-frontend",
+        "--timeout=180s",
+    ]);
+    let rollout = started.elapsed();
+    let result = load.finish(cluster);
+    assert_eq!(
+        result.failed, 0,
+        "requests failed during the rolling restart: {:?}",
+        result.failures
+    );
+    let answered: HashSet<String> = result.answers.iter().map(|(id, _)| id.clone()).collect();
+    let missing = missing_server_spans(cluster, &answered).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered requests have no server span in Jaeger: {:?}",
+        missing.len(),
+        answered.len(),
+        missing.iter().take(10).collect::<Vec<_>>()
+    );
+    report(&format!(
+        "rolling restart of somework-frontend ({rollout:.0?}) under load: {} requests, 0 failed, every server span arrived",
+        answered.len()
+    ));
+}
+
+/// The trace ids among `expected` that never get a frontend SERVER span in Jaeger.
+async fn missing_server_spans(cluster: &LocalCluster, expected: &HashSet<String>) -> Vec<String> {
+    let jaeger_ui = cluster.port_forward(OBS_NS, "service/jaeger", 16686);
+    let jaeger = Jaeger::new(jaeger_ui.url(""));
+    let deadline = Instant::now() + ARRIVAL;
+    loop {
+        let seen = jaeger
+            .server_trace_ids("somework-frontend", Duration::from_secs(15 * 60))
+            .await;
+        let missing: Vec<String> = expected.difference(&seen).cloned().collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// Steady load from a Job inside the cluster. The client is the testkit's
+/// `steady-load`; `somework load` can take its place as the Job's image and
+/// arguments, as long as it reports the answers the same way.
+struct LoadJob {
+    name: String,
+}
+
+struct LoadResult {
+    failed: u64,
+    failures: Vec<String>,
+    /// (trace id, sent at in Unix milliseconds) of each answered request.
+    answers: Vec<(String, u128)>,
+}
+
+impl LoadJob {
+    fn start(cluster: &LocalCluster, name: &str, rate: u32, seconds: u32) -> Self {
+        let image = cluster.testkit_image("steady-load");
+        let manifest = serde_json::json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": APP_NS},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": "steady-load"}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": false,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": 65532,
+                            "seccompProfile": {"type": "RuntimeDefault"}
+                        },
+                        "containers": [{
+                            "name": "load",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "args": [FRONTEND_URL, rate.to_string(), seconds.to_string()],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": false,
+                                "readOnlyRootFilesystem": true,
+                                "capabilities": {"drop": ["ALL"]}
+                            }
+                        }]
+                    }
+                }
+            }
+        });
+        cluster.kubectl_with_input(&["apply", "-f", "-"], &manifest.to_string());
+        cluster.kubectl(&[
+            "--namespace",
+            APP_NS,
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "--selector",
+            &format!("job-name={name}"),
+            "--timeout=60s",
+        ]);
+        LoadJob {
+            name: name.to_owned(),
+        }
+    }
+
+    fn finish(self, cluster: &LocalCluster) -> LoadResult {
+        let job = format!("job/{}", self.name);
+        cluster.kubectl(&[
+            "--namespace",
+            APP_NS,
+            "wait",
+            "--for=condition=Complete",
+            &job,
+            "--timeout=180s",
+        ]);
+        let logs = cluster.kubectl(&["--namespace", APP_NS, "logs", &job]);
+        cluster.kubectl(&["--namespace", APP_NS, "delete", &job, "--wait=false"]);
+        let summary: Value = logs
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str(line).ok())
+            .unwrap_or_else(|| panic!("no summary from the load Job:\n{logs}"));
+        LoadResult {
+            failed: summary["failed"].as_u64().unwrap_or(u64::MAX),
+            failures: summary["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|failure| failure.to_string())
+                .collect(),
+            answers: summary["answers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|answer| {
+                    (
+                        answer[0].as_str().unwrap_or_default().to_owned(),
+                        answer[1].as_u64().map(u128::from).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}

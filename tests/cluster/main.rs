@@ -1,0 +1,40 @@
+//! The whole demo on a real Kubernetes: the local cluster
+//! (`scripts/local-cluster.sh`), deployed by the README's own command
+//! (`CLUSTER=local scripts/up.sh`), checked the way a user would check it.
+//!
+//! One test, in phases, because they share one cluster (starting it takes a
+//! minute; building it, on a cold machine, much longer):
+//! 1. every Deployment of the three charts is Available and `helm test` passes;
+//! 2. from the host, through port-forwards: each request's whole trace is in
+//!    Jaeger with the pods' Kubernetes attributes, and the error is in Bugsink
+//!    with its stack trace and trace id;
+//! 3. faults: the collector pod deleted under load, a rolling restart of the
+//!    frontend under steady load from inside the cluster;
+//! 4. the collector's `sentry` and `sentry-otlp` modes against the Sentry API
+//!    test double running as a pod;
+//! 5. after `down`, nothing of the cluster is left and the sysctls are as
+//!    they were.
+//!
+//! It needs Linux and root (network namespaces, cgroups, mounts). Without
+//! them it fails under `CI=true` and is skipped elsewhere.
+
+mod cluster;
+mod demo;
+mod faults;
+mod jaeger;
+mod sentry_modes;
+
+use cluster::LocalCluster;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_on_a_real_kubernetes() {
+    let Some(cluster) = LocalCluster::up() else {
+        return;
+    };
+    demo::deployments_are_available_and_helm_test_passes(&cluster);
+    demo::traces_and_errors_arrive_from_the_host(&cluster).await;
+    faults::collector_pod_deleted_under_load(&cluster).await;
+    faults::rolling_restart_of_the_frontend_under_steady_load(&cluster).await;
+    sentry_modes::collector_sends_to_sentry_in_both_modes(&cluster).await;
+    cluster.down_and_check_nothing_is_left();
+}
