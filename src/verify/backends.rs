@@ -52,7 +52,7 @@ pub async fn check_jaeger(jaeger: &Forward, sent: &[Sent], deadline: Instant) ->
         .map(|endpoint| {
             let ours: Vec<&Sent> = sent
                 .iter()
-                .filter(|request| std::ptr::eq(request.endpoint, endpoint))
+                .filter(|request| request.endpoint.path == endpoint.path)
                 .collect();
             let complete = ours
                 .iter()

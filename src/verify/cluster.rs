@@ -410,7 +410,8 @@ async fn diagnose(cluster: &Cluster, pods: &Api<Pod>, pod: &Pod) -> Option<PodPr
         if let Some(reason) = container_reason(container) {
             let crashed = container.restart_count > 0;
             let mut details = Vec::new();
-            if !reason.starts_with("ImagePull") && !reason.starts_with("ErrImagePull") {
+            // An image that never started has no log to show.
+            if !reason.contains("ImagePull") && !reason.contains("ErrImage") {
                 details = last_log_lines(pods, &name, &container.name, crashed).await;
             }
             return Some(PodProblem {

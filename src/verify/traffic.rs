@@ -129,7 +129,7 @@ pub fn checks(sent: &[Sent]) -> Vec<Check> {
         .map(|endpoint| {
             let ours: Vec<&Sent> = sent
                 .iter()
-                .filter(|request| std::ptr::eq(request.endpoint, endpoint))
+                .filter(|request| request.endpoint.path == endpoint.path)
                 .collect();
             let good = ours
                 .iter()

@@ -305,7 +305,9 @@ async fn image_that_does_not_exist(cluster: &LocalCluster) {
     ]);
     wait_until("an image pull to fail", Duration::from_secs(90), || {
         let pods = cluster.kubectl(&["-n", APP_NS, "get", "pods", "-o", "json"]);
-        pods.contains("ErrImagePull") || pods.contains("ImagePullBackOff")
+        // ErrImageNeverPull on the local cluster (pull policy Never), ErrImagePull
+        // or ImagePullBackOff where a registry is asked.
+        pods.contains("ErrImage") || pods.contains("ImagePullBackOff")
     });
     let (output, _) = verify(cluster.kubeconfig(), &[]).await;
     let stdout = text(&output.stdout);
@@ -316,7 +318,7 @@ async fn image_that_does_not_exist(cluster: &LocalCluster) {
         .find(|line| line.starts_with("verify: FAIL deployment somework/somework-"))
         .unwrap_or_else(|| panic!("no deployment failure in {stdout}"));
     assert!(
-        line.contains("ErrImagePull") || line.contains("ImagePullBackOff"),
+        line.contains("ErrImage") || line.contains("ImagePullBackOff"),
         "{line}"
     );
     assert!(line.contains("does-not-exist"), "{line}");
@@ -336,6 +338,7 @@ fn kubeconfig_with_token(
             "view",
             "--minify",
             "--raw",
+            "--flatten",
             "-o",
             &format!("jsonpath={path}"),
         ])
