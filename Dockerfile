@@ -40,9 +40,11 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 # Only the dependencies: this layer is cached until Cargo.toml/Cargo.lock change.
-RUN cargo chef cook --release --locked --package somework --bin somework --recipe-path recipe.json
+# --no-default-features leaves out `somework verify` (kube, k8s-openapi): the
+# service in the image never runs it.
+RUN cargo chef cook --release --locked --no-default-features --package somework --bin somework --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --package somework --bin somework \
+RUN cargo build --release --locked --no-default-features --package somework --bin somework \
  && install -D -m 0755 target/release/somework /out/somework
 
 # distroless: no shell, no package manager; glibc and libgcc_s for the

@@ -7,7 +7,8 @@
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
 //! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work,
 //!   [`downstream`] the client for `/chain`'s next hop;
-//! - [`server`] runs the HTTP server with graceful shutdown.
+//! - [`server`] runs the HTTP server with graceful shutdown;
+//! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 // Outside tests, a failure is handled or reported, never a panic.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -21,4 +22,6 @@ pub mod routes;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "verify")]
+pub mod verify;
 pub mod work;

@@ -18,6 +18,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(serve::ServeArgs),
+    /// Check a deployed demo: workloads, collector counters, Jaeger, Bugsink, Sentry.
+    #[cfg(feature = "verify")]
+    Verify(somework::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,5 +29,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "verify")]
+        Command::Verify(args) => somework::verify::run(args),
     }
 }

@@ -102,6 +102,11 @@ impl LocalCluster {
         last_line(&self.script(&["image", program, binary])).to_owned()
     }
 
+    /// The cluster's kubeconfig (admin), for programs run against it.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     /// `scripts/local-cluster.sh ARGS` for this cluster; panics on failure.
     pub fn script(&self, args: &[&str]) -> String {
         let output = Command::new(repo_root().join("scripts/local-cluster.sh"))

@@ -8,11 +8,13 @@
 //! 2. from the host, through port-forwards: each request's whole trace is in
 //!    Jaeger with the pods' Kubernetes attributes, and the error is in Bugsink
 //!    with its stack trace and trace id;
-//! 3. faults: the collector pod deleted under load, a rolling restart of the
+//! 3. `somework verify`: the healthy demo passes and its JSON agrees with the
+//!    cluster; each broken state fails with the line that names it;
+//! 4. faults: the collector pod deleted under load, a rolling restart of the
 //!    frontend under steady load from inside the cluster;
-//! 4. the collector's `sentry` and `sentry-otlp` modes against the Sentry API
+//! 5. the collector's `sentry` and `sentry-otlp` modes against the Sentry API
 //!    test double running as a pod;
-//! 5. after `down`, nothing of the cluster is left and the sysctls are as
+//! 6. after `down`, nothing of the cluster is left and the sysctls are as
 //!    they were.
 //!
 //! It needs Linux and root (network namespaces, cgroups, mounts). Without
@@ -23,6 +25,7 @@ mod demo;
 mod faults;
 mod jaeger;
 mod sentry_modes;
+mod verify;
 
 use cluster::LocalCluster;
 
@@ -33,6 +36,8 @@ async fn the_demo_runs_on_a_real_kubernetes() {
     };
     demo::deployments_are_available_and_helm_test_passes(&cluster);
     demo::traces_and_errors_arrive_from_the_host(&cluster).await;
+    verify::passes_on_the_healthy_demo_and_agrees_with_the_cluster(&cluster).await;
+    verify::names_each_broken_state(&cluster).await;
     faults::collector_pod_deleted_under_load(&cluster).await;
     faults::rolling_restart_of_the_frontend_under_steady_load(&cluster).await;
     sentry_modes::collector_sends_to_sentry_in_both_modes(&cluster).await;

@@ -13,3 +13,4 @@ mod image;
 mod k8s_drift;
 mod one_source;
 mod tls;
+mod verify;
