@@ -58,7 +58,7 @@ need cargo "Install Rust (https://rustup.rs): scripts/up.sh ends with somework v
 ((missing == 0)) || die "install the tools above, then run scripts/up.sh again"
 # A docker command whose daemon is down would fail only minutes later, inside
 # `minikube start`.
-if [[ "${MINIKUBE_DRIVER:-docker}" == docker ]] && ! docker info >/dev/null 2>&1; then
+if [[ "$CLUSTER" == minikube && "${MINIKUBE_DRIVER:-docker}" == docker ]] && ! docker info >/dev/null 2>&1; then
   die "docker is installed, but its daemon does not answer ('docker info' fails). Start Docker (Docker Desktop, or 'sudo systemctl start docker'), make sure 'docker info' works as your user without sudo, or set MINIKUBE_DRIVER to another minikube driver."
 fi
 
