@@ -27,6 +27,19 @@ fn words_after(text: &str, marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words after `marker` where it is a Kubernetes namespace flag: the
+/// command on that line before it is neither `grep` nor containerd's `ctr`.
+fn kubernetes_namespace_flags(text: &str, marker: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| {
+            line.split(marker)
+                .next()
+                .is_some_and(|command| !command.contains("grep") && !command.contains("ctr "))
+        })
+        .flat_map(|line| words_after(line, marker))
+        .collect()
+}
+
 fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -164,11 +177,12 @@ fn every_in_cluster_address_and_namespace_flag_names_the_scripts_namespaces() {
                 }
             }
         }
-        // kubectl -n NS, helm --namespace NS
+        // kubectl -n NS, helm --namespace NS (not grep's -n, nor ctr's
+        // containerd namespace); kube-system is Kubernetes' own (CoreDNS).
         for marker in [" -n ", " --namespace "] {
-            for word in words_after(&text, marker) {
+            for word in kubernetes_namespace_flags(&text, marker) {
                 checked += 1;
-                if !known.contains(&word.as_str()) {
+                if word != "kube-system" && !known.contains(&word.as_str()) {
                     wrong.push(at(format!("{}{word}", marker.trim_start())));
                 }
             }
