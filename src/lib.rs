@@ -5,10 +5,12 @@
 //! - [`config`] reads and validates the environment once;
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
 //! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
-//! - [`server`] runs the HTTP server with graceful shutdown.
+//! - [`server`] runs the HTTP server with graceful shutdown;
+//! - [`load`] is `somework load`, a load generator for the service.
 
 pub mod config;
 mod error;
+pub mod load;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

@@ -22,6 +22,7 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    Load(somework::load::LoadArgs),
 }
 
 /// How long the runtime waits for stray blocking tasks (such as a DNS lookup)
@@ -29,7 +30,14 @@ enum Command {
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        // Reads none of the service's environment.
+        Command::Load(args) => somework::load::run(args),
+    }
+}
+
+fn serve() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -38,10 +46,7 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(config.log_format, config.log_filter.as_deref());
-
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => run_server(config),
-    }
+    run_server(config)
 }
 
 fn run_server(config: Config) -> ExitCode {
