@@ -74,6 +74,14 @@ fn matrix() -> Vec<(&'static str, Release)> {
             somework().set("sentry.existingSecret=somework-sentry-dsn"),
         ),
         ("somework-dsn", somework().set(&format!("sentry.dsn={DSN}"))),
+        // The same values as helm/somework/ci/loadgen-values.yaml.
+        (
+            "somework-loadgen",
+            somework()
+                .set("loadgen.enabled=true")
+                .set("loadgen.rps=2.5")
+                .set("loadgen.mix=somework=60\\,users=20\\,chain=20"),
+        ),
         ("demo-backends-defaults", backends()),
         (
             "demo-backends-existing-secret",
@@ -139,7 +147,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (label.to_owned(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 12);
+    assert_eq!(renders.len(), 13);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -421,7 +429,9 @@ fn pods_are_hardened_and_probed() {
                 assert!(limits.contains_key("memory"), "{at}: no memory limit");
             }
             if !is_test_pod {
-                for container in &spec.containers {
+                // Whatever serves a port is probed; the load generator
+                // serves nothing and has no port.
+                for container in spec.containers.iter().filter(|c| c.ports.is_some()) {
                     let at = format!("{label} {owner} container {}", container.name);
                     assert!(
                         container.readiness_probe.is_some(),
@@ -549,6 +559,50 @@ fn frontend_calls_the_backend_service() {
         "somework-frontend"
     );
     assert_eq!(env_value(&backend, "OTEL_SERVICE_NAME"), "somework-backend");
+}
+
+#[test]
+fn loadgen_runs_somework_load_against_the_frontend_service() {
+    let Some(helm) = Helm::find() else { return };
+    let defaults = helm.render(&release("somework-defaults"));
+    assert!(defaults.find("Deployment", "somework-loadgen").is_none());
+
+    let rendered = helm.render(&release("somework-loadgen"));
+    let loadgen = deployment_container(&rendered, "somework-loadgen");
+    let frontend = deployment_container(&rendered, "somework-frontend");
+    assert_eq!(loadgen.image, frontend.image, "the same binary");
+    assert!(loadgen.ports.is_none());
+    let args = loadgen.args.clone().unwrap_or_default();
+    let service: Service = rendered.get("Service", "somework-frontend");
+    let port = service.spec.and_then(|s| s.ports).unwrap_or_default()[0].port;
+    assert_eq!(
+        args,
+        [
+            "load",
+            "--target",
+            &format!("http://somework-frontend:{port}"),
+            "--rps",
+            "2.5",
+            "--mix",
+            "somework=60,users=20,chain=20"
+        ]
+    );
+
+    // The real binary accepts those arguments. The Service's name does not
+    // resolve here, so the one request fails; what matters is the exit 0
+    // (a refused flag exits 2).
+    let output = Command::new(env!("CARGO_BIN_EXE_somework"))
+        .args(&args)
+        .args(["--requests", "1", "--timeout", "2s"])
+        .env_clear()
+        .output()
+        .expect("cannot run somework load");
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -759,6 +813,18 @@ fn schema_rejects_bad_values() {
         (
             Release::new("somework").set("frontend.errorRate=1.5"),
             "/frontend/errorRate",
+        ),
+        (
+            Release::new("somework").set("loadgen.rps=0"),
+            "/loadgen/rps",
+        ),
+        (
+            Release::new("somework").set("loadgen.mix=work=1"),
+            "/loadgen/mix",
+        ),
+        (
+            Release::new("somework").set("loadgen.enabled=maybe"),
+            "/loadgen/enabled",
         ),
         (Release::new("somework").set("replicas=3"), "replicas"),
         (
