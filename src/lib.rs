@@ -1,8 +1,9 @@
 //! somework: a reference service for distributed tracing with OpenTelemetry,
 //! the OpenTelemetry Collector and Sentry.
 //!
-//! `main.rs` only wires these modules together:
-//! - [`config`] reads and validates the environment once;
+//! `main.rs` only parses the command line and hands over to a subcommand:
+//! - [`serve`] runs the service: it alone reads the service's environment;
+//! - [`config`] reads and validates that environment once;
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
 //! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
 //! - [`server`] runs the HTTP server with graceful shutdown;
@@ -12,6 +13,7 @@ pub mod config;
 mod error;
 pub mod load;
 pub mod routes;
+pub mod serve;
 pub mod server;
 pub mod telemetry;
 pub mod work;

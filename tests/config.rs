@@ -72,3 +72,30 @@ async fn an_unknown_subcommand_is_a_usage_error() {
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("no-such-command"), "{stderr}");
 }
+
+/// Only `serve` reads the service's environment: a value that stops the
+/// service must not break `--help` (nor, later, other subcommands).
+#[tokio::test]
+async fn only_serve_reads_the_service_environment() {
+    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env("SENTRY_DSN", "garbage")
+        .env("OTEL_TRACES_SAMPLER", "bogus");
+
+    for args in [&["--help"][..], &["serve", "--help"]] {
+        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stdout.contains("Usage:"), "{args:?}: {stdout}");
+    }
+
+    for args in [&[][..], &["serve"]] {
+        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        let message = stderr.trim();
+        assert_eq!(status.code(), Some(2), "{args:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        assert!(
+            message.contains("OTEL_TRACES_SAMPLER") && message.contains("bogus"),
+            "{args:?}: {message}"
+        );
+        assert!(!stdout.contains("listening"), "{args:?}: {stdout}");
+    }
+}
