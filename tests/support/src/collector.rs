@@ -251,6 +251,11 @@ impl Collector {
         format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
     }
 
+    /// The process id while it runs, e.g. to pin it to a CPU.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Everything the collector printed so far, over all its runs.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
