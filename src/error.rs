@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::routes::chain::DownstreamError;
+use crate::downstream::DownstreamError;
 use crate::telemetry::{Handled, capture_error, current_trace_id};
 use crate::work::WorkError;
 
@@ -17,9 +17,12 @@ pub enum AppError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// Refused by a server limit, or a failure without more detail to give.
+    /// Refused by a server limit.
     #[error("{reason}")]
     Rejected { status: StatusCode, reason: String },
+    /// A failure with no detail to give the client, such as a handler panic.
+    #[error("internal error")]
+    Internal,
     #[error(transparent)]
     Work(#[from] WorkError),
     #[error(transparent)]
@@ -41,6 +44,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Rejected { status, .. } => *status,
+            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Work(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Downstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -58,7 +62,8 @@ impl IntoResponse for AppError {
             AppError::BadRequest(_)
             | AppError::NotFound(_)
             | AppError::MethodNotAllowed
-            | AppError::Rejected { .. } => {}
+            | AppError::Rejected { .. }
+            | AppError::Internal => {}
         }
         let body = ErrorBody {
             error: self.to_string(),

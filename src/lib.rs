@@ -5,11 +5,13 @@
 //! - [`serve`] runs the service: it alone reads the service's environment;
 //! - [`config`] reads and validates that environment once;
 //! - [`telemetry`] sets up logs, traces and Sentry, and flushes them on shutdown;
-//! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work;
+//! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work,
+//!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown;
 //! - [`load`] is `somework load`, a load generator for the service.
 
 pub mod config;
+pub mod downstream;
 mod error;
 pub mod load;
 pub mod routes;

@@ -1,16 +1,22 @@
 //! `somework serve`: the HTTP service. The only subcommand that reads the
 //! service's environment ([`Config::from_env`]) and starts its logging and
 //! telemetry.
+//!
+//! The order, as zero-to-production's `startup.rs` keeps it: configuration,
+//! telemetry that must precede the runtime, the runtime, the exporters inside
+//! it, the server built and then run, and telemetry flushed last.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::{server, telemetry};
+use anyhow::Context as _;
 
-/// Serve the HTTP API until SIGTERM or SIGINT.
-///
-/// All configuration comes from the environment; see the README.
+use crate::config::Config;
+use crate::server::Server;
+use crate::telemetry::Telemetry;
+
+/// Options of `somework serve`: none, the environment configures the
+/// service (see the README's configuration table).
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {}
 
@@ -28,8 +34,7 @@ pub fn run(_args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_logging(config.log_format, config.log_filter.as_deref());
-    let sentry = telemetry::init_sentry(config.sentry.as_ref());
+    let telemetry = Telemetry::init(&config.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +45,7 @@ pub fn run(_args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(server::serve(config, sentry));
+    let result = runtime.block_on(serve(config, telemetry));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,4 +54,18 @@ pub fn run(_args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves until a shutdown signal, then flushes telemetry, whether or not the
+/// server could start.
+async fn serve(config: Config, mut telemetry: Telemetry) -> anyhow::Result<()> {
+    telemetry
+        .init_exporters(&config.telemetry)
+        .context("cannot start telemetry")?;
+    let result = match Server::build(&config).await {
+        Ok(server) => server.run_until_stopped().await,
+        Err(error) => Err(error),
+    };
+    telemetry.shutdown().await;
+    result
 }

@@ -1,6 +1,5 @@
-//! Runs the HTTP server until SIGTERM or SIGINT, then shuts down in order:
-//! readiness off, stop accepting, drain in-flight requests, flush spans,
-//! flush Sentry.
+//! The HTTP server: binds, serves until SIGTERM or SIGINT, then turns
+//! readiness off, stops accepting and drains in-flight requests.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -12,90 +11,87 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::config::Config;
+use crate::downstream::Downstream;
 use crate::routes::{self, AppState, Readiness};
-use crate::telemetry::{self, TelemetryGuard};
 use crate::work::Work;
 
 /// How long in-flight requests may take to finish once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Serves until a shutdown signal, then flushes telemetry.
-///
-/// `sentry` is the guard from [`telemetry::init_sentry`], which must run
-/// before the runtime starts; tracing is set up here, inside the runtime.
-pub async fn serve(config: Config, sentry: Option<sentry::ClientInitGuard>) -> anyhow::Result<()> {
-    let tracing = match &config.tracing {
-        Some(tracing_config) => {
-            let tracing = telemetry::init_tracing(tracing_config)
-                .context("cannot build the OTLP span exporter")?;
-            tracing::info!(
-                endpoint = %tracing_config.endpoint,
-                sampler = ?tracing_config.sampler,
-                service.name = %tracing_config.service_name,
-                "exporting spans over OTLP/gRPC"
-            );
-            Some(tracing)
-        }
-        None => {
-            tracing::info!("OTEL_SDK_DISABLED=true: no spans are created or exported");
-            None
-        }
-    };
-    let telemetry = TelemetryGuard::new(tracing, sentry);
-
-    let result = run_http(&config).await;
-    telemetry.shutdown().await;
-    result
+/// The HTTP server, bound and ready to serve. Building (which can fail on a
+/// bad address) is kept apart from running, as in zero-to-production.
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    downstream_url: Url,
+    state: AppState,
+    readiness: Readiness,
 }
 
-async fn run_http(config: &Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
-    let downstream_url = match &config.downstream_url {
-        Some(url) => url.clone(),
-        None => own_url(addr)?,
-    };
-    let readiness = Readiness::ready();
-    let state = AppState {
-        work: Work::new(config.work),
-        downstream: routes::chain::Downstream::new(downstream_url.clone())
-            .context("cannot build the HTTP client for DOWNSTREAM_URL")?,
-        service_name: Arc::from(
-            config
-                .tracing
-                .as_ref()
-                .map_or("somework", |tracing| tracing.service_name.as_str()),
-        ),
-        readiness: readiness.clone(),
-    };
-
-    let (stopping_tx, stopping) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received; draining in-flight requests");
-        readiness.set_not_ready();
-        let _ = stopping_tx.send(true);
-    });
-
-    tracing::info!(%addr, downstream = %downstream_url, "listening");
-    let server = axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(signalled(stopping.clone()));
-    let drain_deadline = async {
-        signalled(stopping).await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        result = server => result.context("HTTP server failed")?,
-        () = drain_deadline => {
-            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight requests did not finish in time; closing them");
-        }
+impl Server {
+    /// Binds `LISTEN_ADDR` and builds the handlers' state.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on LISTEN_ADDR={}", config.listen_addr))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        let downstream_url = match &config.downstream_url {
+            Some(url) => url.clone(),
+            None => own_url(addr)?,
+        };
+        let readiness = Readiness::ready();
+        let state = AppState {
+            work: Work::new(config.work),
+            downstream: Downstream::new(downstream_url.clone())
+                .context("cannot build the HTTP client for DOWNSTREAM_URL")?,
+            service_name: Arc::from(config.telemetry.resource.service_name.as_str()),
+            readiness: readiness.clone(),
+        };
+        Ok(Self {
+            listener,
+            addr,
+            downstream_url,
+            state,
+            readiness,
+        })
     }
-    tracing::info!("HTTP server stopped");
-    Ok(())
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting and gives
+    /// in-flight requests at most [`DRAIN_TIMEOUT`] to finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            addr,
+            downstream_url,
+            state,
+            readiness,
+        } = self;
+        let (stopping_tx, stopping) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received; draining in-flight requests");
+            readiness.set_not_ready();
+            let _ = stopping_tx.send(true);
+        });
+
+        tracing::info!(%addr, downstream = %downstream_url, "listening");
+        let server = axum::serve(listener, routes::router(state))
+            .with_graceful_shutdown(signalled(stopping.clone()));
+        let drain_deadline = async {
+            signalled(stopping).await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            result = server => result.context("HTTP server failed")?,
+            () = drain_deadline => {
+                tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight requests did not finish in time; closing them");
+            }
+        }
+        tracing::info!("HTTP server stopped");
+        Ok(())
+    }
 }
 
 /// Resolves once shutdown has been signalled.

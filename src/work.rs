@@ -58,8 +58,8 @@ impl Work {
         Self { config }
     }
 
-    /// The configured chance that ErrorWork fails on a handled path.
-    pub fn handled_failures(&self) -> Failure {
+    /// A failure that MiddleWork recovers from, at the configured rate.
+    pub fn handled_failure(&self) -> Failure {
         Failure::Handled {
             rate: self.config.error_rate,
         }
@@ -78,7 +78,10 @@ impl Work {
             let slept_ms = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
             add_event(
                 "started the sleep",
-                vec![KeyValue::new("sleep.duration_ms", slept_ms.to_string())],
+                vec![KeyValue::new(
+                    "sleep.duration_ms",
+                    i64::try_from(slept_ms).unwrap_or(i64::MAX),
+                )],
             );
             tokio::time::sleep(sleep).await;
             add_event("completed the sleep", Vec::new());

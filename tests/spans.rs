@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::Value;
@@ -82,11 +83,26 @@ async fn somework_exports_the_nested_span_tree_with_events() {
         middle.event_names(),
         ["started the sleep", "completed the sleep", "Out of Error!"]
     );
-    let slept = middle.event("started the sleep").expect("event")["sleep.duration_ms"].clone();
+    // The raw attribute, not the receiver's string rendering: a number of
+    // milliseconds is exported as an integer, not as a string.
+    let slept = middle
+        .span
+        .events
+        .iter()
+        .find(|event| event.name == "started the sleep")
+        .and_then(|event| {
+            event
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "sleep.duration_ms")
+        })
+        .and_then(|kv| kv.value.as_ref()?.value.clone());
     assert_eq!(
         slept,
-        body["slept_ms"].to_string(),
-        "the event records the sleep"
+        Some(any_value::Value::IntValue(
+            body["slept_ms"].as_i64().expect("slept_ms is a number")
+        )),
+        "the event records the sleep as an integer"
     );
     assert_eq!(
         middle.event("Out of Error!").expect("event")["error_work.failed"],

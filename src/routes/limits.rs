@@ -82,9 +82,5 @@ pub async fn time_out(request: Request, next: Next) -> Response {
 /// Turns a panic in a handler into a JSON 500; the sentry crate's panic
 /// integration has already reported it.
 pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    AppError::Rejected {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        reason: "internal error".to_owned(),
-    }
-    .into_response()
+    AppError::Internal.into_response()
 }

@@ -16,6 +16,7 @@ use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::downstream::Downstream;
 use crate::error::AppError;
 use crate::telemetry::http::trace_requests;
 use crate::work::Work;
@@ -24,7 +25,7 @@ use crate::work::Work;
 #[derive(Clone)]
 pub struct AppState {
     pub work: Work,
-    pub downstream: chain::Downstream,
+    pub downstream: Downstream,
     pub service_name: Arc<str>,
     pub readiness: Readiness,
 }

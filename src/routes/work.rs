@@ -33,7 +33,7 @@ pub struct UserReply {
 
 /// ErrorWork fails with probability `ERROR_RATE`; the request succeeds anyway.
 pub async fn somework(State(state): State<AppState>) -> Result<Json<WorkReply>, AppError> {
-    let report = state.work.somework(state.work.handled_failures()).await?;
+    let report = state.work.somework(state.work.handled_failure()).await?;
     Ok(Json(WorkReply {
         trace_id: current_trace_id(),
         report,
@@ -67,7 +67,7 @@ pub async fn user(
         }
         state
             .work
-            .middle_work(state.work.handled_failures())
+            .middle_work(state.work.handled_failure())
             .await
             .map(Some)
     })

@@ -5,7 +5,7 @@
 //! The SDK's batch processor drops spans silently when its queue is full (it
 //! logs the first drop and a total at shutdown, nothing in between), and logs
 //! every failed export at error level. Two thin wrappers make both visible:
-//! [`CountingProcessor`] in front of the batch processor and
+//! [`AdmissionProcessor`] in front of the batch processor and
 //! [`ReportingExporter`] behind it, sharing one [`ExportStats`].
 
 use std::sync::Arc;
@@ -66,13 +66,13 @@ impl ExportStats {
 /// them. With `capacity` equal to the batch processor's queue size, that
 /// queue never overflows, so every lost span is counted here or as failed.
 #[derive(Debug)]
-pub struct CountingProcessor<P> {
+pub struct AdmissionProcessor<P> {
     inner: P,
     capacity: u64,
     stats: ExportStats,
 }
 
-impl<P> CountingProcessor<P> {
+impl<P> AdmissionProcessor<P> {
     pub fn new(inner: P, capacity: usize, stats: ExportStats) -> Self {
         Self {
             inner,
@@ -82,7 +82,7 @@ impl<P> CountingProcessor<P> {
     }
 }
 
-impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
+impl<P: SpanProcessor> SpanProcessor for AdmissionProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         self.inner.on_start(span, cx);
     }

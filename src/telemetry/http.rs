@@ -1,11 +1,12 @@
 //! HTTP instrumentation following the OpenTelemetry HTTP semantic conventions:
 //! a SERVER span per incoming request, continuing the caller's W3C trace
-//! context, and context injection for outgoing requests.
+//! context, and a CLIENT span per outgoing request, whose context goes out
+//! with it.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, Method, Version};
+use axum::http::{HeaderMap, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::context::FutureExt as _;
@@ -14,10 +15,12 @@ use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_semantic_conventions::attribute::{
     ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_RESPONSE_STATUS_CODE,
-    HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_SCHEME,
+    HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, URL_FULL, URL_PATH,
+    URL_SCHEME,
 };
+use url::Url;
 
-use super::TRACER_NAME;
+use super::tracer;
 
 /// Axum middleware: wraps each request in a SERVER span named
 /// `{METHOD} {route}` (just `{METHOD}` when no route matched, to keep span
@@ -48,26 +51,17 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
             protocol_version(request.version()),
         ),
     ];
-    match known_method(&method) {
-        Some(known) => attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, known)),
-        None => {
-            attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
-            attributes.push(KeyValue::new(
-                HTTP_REQUEST_METHOD_ORIGINAL,
-                method.to_string(),
-            ));
-        }
-    }
+    attributes.extend(method_attributes(&method));
     if let Some(route) = &route {
         attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
     }
 
-    let tracer = global::tracer(TRACER_NAME);
+    let tracer = tracer();
     let span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)
-        .start_with_context(&tracer, &parent);
+        .start_with_context(tracer, &parent);
     let cx = parent.with_span(span);
     let started = Instant::now();
 
@@ -99,11 +93,88 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// Writes the current trace context into outgoing request headers.
+/// A CLIENT span for one outgoing HTTP request, a child of the current span.
+///
+/// Send the request inside [`ClientSpan::context`] with the headers from
+/// [`ClientSpan::inject`], so that the next service continues the trace and
+/// errors made meanwhile are linked to this span; then record the outcome
+/// and [`ClientSpan::end`] it.
+#[derive(Debug)]
+pub struct ClientSpan {
+    cx: Context,
+}
+
+impl ClientSpan {
+    /// Starts the span, named after the method, with the request attributes
+    /// of the semantic conventions.
+    pub fn start(method: &Method, url: &Url) -> Self {
+        let mut attributes = method_attributes(method);
+        attributes.push(KeyValue::new(URL_FULL, url.to_string()));
+        if let Some(host) = url.host_str() {
+            attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
+        }
+        if let Some(port) = url.port_or_known_default() {
+            attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
+        }
+        let tracer = tracer();
+        let span = tracer
+            .span_builder(known_method(method).unwrap_or("HTTP"))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .start(tracer);
+        Self {
+            cx: Context::current_with_span(span),
+        }
+    }
+
+    /// The context to send the request in.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Writes this span's trace context into the request's headers.
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        inject_context(&self.cx, headers);
+    }
+
+    pub fn record_status(&self, status: StatusCode) {
+        self.cx.span().set_attribute(KeyValue::new(
+            HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status.as_u16()),
+        ));
+    }
+
+    /// Marks the request failed: `error_type` is the status code, or a
+    /// low-cardinality name such as `timeout` when no response came.
+    pub fn record_failure(&self, error_type: impl Into<String>, description: impl Into<String>) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.into()));
+        span.set_status(Status::error(description.into()));
+    }
+
+    pub fn end(self) {
+        self.cx.span().end();
+    }
+}
+
+/// Writes the trace context `cx` into outgoing request headers, through the
+/// global propagators (W3C `traceparent`, `tracestate` and `baggage`).
 pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
     global::get_text_map_propagator(|propagator| {
         propagator.inject_context(cx, &mut HeaderInjector(headers));
     });
+}
+
+/// `http.request.method`, plus `http.request.method_original` for methods
+/// outside the HTTP spec.
+fn method_attributes(method: &Method) -> Vec<KeyValue> {
+    match known_method(method) {
+        Some(known) => vec![KeyValue::new(HTTP_REQUEST_METHOD, known)],
+        None => vec![
+            KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"),
+            KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, method.to_string()),
+        ],
+    }
 }
 
 /// The method as the semantic conventions name it, or `None` for methods

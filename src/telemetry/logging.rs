@@ -1,11 +1,13 @@
 //! Human-readable or JSON logs through `tracing-subscriber`.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset. The OpenTelemetry SDK reports
-/// every failed export at error level; [`super::export_health`] turns those
+/// every failed export at error level; [`super::export_stats`] turns those
 /// into one warning per outage instead, so the SDK's own logs are muted.
 /// The HTTP and gRPC stacks are kept quiet for the same reason.
 const DEFAULT_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry-otlp=off,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";
@@ -19,7 +21,9 @@ pub fn init_logging(format: LogFormat, filter: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     match format {
-        LogFormat::Text => builder.init(),
+        // Colour codes only for a person at a terminal, not for a log file
+        // or a log collector.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

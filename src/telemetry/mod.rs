@@ -1,10 +1,13 @@
-//! Telemetry setup: logs, OpenTelemetry traces and Sentry errors, and the
-//! guard that flushes them on shutdown.
+//! The service's telemetry: logs, OpenTelemetry traces and Sentry errors,
+//! owned by one [`Telemetry`] value from startup to the ordered flush at
+//! shutdown.
 //!
-//! Each `init_*` function has one job, as in the opentelemetry-rust examples.
-//! The order matters: logging first (everything else reports through it),
-//! Sentry before the Tokio runtime starts (so every worker thread inherits its
-//! hub), OpenTelemetry inside the runtime (the tonic exporter needs it).
+//! As in opentelemetry-rust's `basic-otlp` example, each signal has one init
+//! and one shutdown. The order matters: logging first (everything else
+//! reports through it), Sentry before the Tokio runtime starts (so every
+//! worker thread inherits its hub), the OTLP exporters inside the runtime (the
+//! tonic exporter needs it). Logs and metrics over OTLP slot in beside
+//! `traces`.
 
 mod errors;
 mod export_stats;
@@ -15,31 +18,58 @@ mod traces;
 
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::SdkTracerProvider;
-
 pub use errors::{ErrorOrigin, Handled, capture_error, init_sentry};
 pub use export_stats::{ExportCounts, ExportStats};
 pub use logging::init_logging;
-pub use traces::{TRACER_NAME, current_trace_id, in_span, init_tracing};
+pub use traces::{Traces, current_trace_id, in_span, tracer};
+
+use crate::config::TelemetryConfig;
 
 /// How long shutdown waits for the last spans to reach the collector.
 pub const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long shutdown waits for queued Sentry events to be sent.
 pub const SENTRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Owns the exporters; [`TelemetryGuard::shutdown`] flushes them in order.
-#[must_use = "dropping the guard without calling shutdown loses buffered spans"]
-pub struct TelemetryGuard {
-    tracing: Option<(SdkTracerProvider, ExportStats)>,
+/// A telemetry pipeline that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot build the OTLP span exporter")]
+    SpanExporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("OTLP header {0:?} is not valid gRPC metadata")]
+    OtlpHeader(String),
+    #[error("a span was started before the tracer provider was installed; its spans would be lost")]
+    TracerCachedEarly,
+}
+
+/// Every telemetry pipeline of the service, one field per signal.
+/// [`Telemetry::shutdown`] flushes them in order, each within its bound.
+#[must_use = "dropping Telemetry without calling shutdown loses buffered spans"]
+pub struct Telemetry {
+    /// `None` until [`Telemetry::init_exporters`], and with `OTEL_SDK_DISABLED=true`.
+    traces: Option<Traces>,
+    /// `None` when `SENTRY_DSN` is unset.
     sentry: Option<sentry::ClientInitGuard>,
 }
 
-impl TelemetryGuard {
-    pub fn new(
-        tracing: Option<(SdkTracerProvider, ExportStats)>,
-        sentry: Option<sentry::ClientInitGuard>,
-    ) -> Self {
-        Self { tracing, sentry }
+impl Telemetry {
+    /// Starts what must exist before the Tokio runtime: logging, then Sentry,
+    /// so that every worker thread's hub is derived from the configured main
+    /// hub.
+    pub fn init(config: &TelemetryConfig) -> Self {
+        init_logging(config.logs.format, config.logs.filter.as_deref());
+        Self {
+            traces: None,
+            sentry: init_sentry(config.sentry.as_ref()),
+        }
+    }
+
+    /// Starts the OTLP exporters. Must run inside the Tokio runtime.
+    pub fn init_exporters(&mut self, config: &TelemetryConfig) -> Result<(), TelemetryError> {
+        match &config.traces {
+            Some(traces) => self.traces = Some(Traces::init(traces, &config.resource)?),
+            None => tracing::info!("OTEL_SDK_DISABLED=true: no spans are created or exported"),
+        }
+        Ok(())
     }
 
     /// Flushes spans, then Sentry events, each within its own time bound.
@@ -50,26 +80,8 @@ impl TelemetryGuard {
     /// thread while this task only awaits its result, with a deadline, so an
     /// unreachable collector or Sentry cannot hold the process past its bound.
     pub async fn shutdown(self) {
-        if let Some((provider, stats)) = self.tracing {
-            let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
-                provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
-            })
-            .await;
-            match flushed {
-                Some(Ok(())) => tracing::info!("spans flushed"),
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "span flush incomplete; unsent spans are lost")
-                }
-                None => tracing::warn!("span flush timed out; unsent spans are lost"),
-            }
-            let counts = stats.counts();
-            tracing::info!(
-                spans.exported = counts.exported,
-                spans.failed = counts.failed,
-                spans.dropped = counts.dropped,
-                spans.unsent = counts.pending,
-                "span export summary"
-            );
+        if let Some(traces) = self.traces {
+            traces.shutdown().await;
         }
         if let Some(sentry) = self.sentry {
             // Dropping the init guard flushes and closes the client, bounded

@@ -1,13 +1,16 @@
-//! The OpenTelemetry tracer provider: OTLP/gRPC exporter, batch processor,
-//! sampler, resource, and the W3C propagators.
+//! Traces: the OpenTelemetry tracer provider (OTLP/gRPC exporter, batch
+//! processor, sampler, resource), the W3C propagators, and the one tracer
+//! every span of this service starts from.
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::OnceLock;
 
 use opentelemetry::context::FutureExt as _;
+use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{Status, TraceContextExt as _, Tracer as _};
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::BaggagePropagator;
@@ -15,59 +18,129 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
-use super::export_stats::{CountingProcessor, ExportStats, ReportingExporter};
+use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter};
 use super::propagation::StrictTraceContextPropagator;
-use crate::config::{SamplerConfig, TracingConfig};
+use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime};
+use crate::config::{OtlpHeaders, ResourceConfig, SamplerConfig, TracesConfig};
 
 /// The instrumentation scope of every span this service creates.
-pub const TRACER_NAME: &str = "somework";
+const TRACER_NAME: &str = "somework";
 
-/// Builds the tracer provider and installs it, with the W3C trace-context and
-/// baggage propagators, as the global ones.
+static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+
+/// The tracer every span of this service starts from, created once instead
+/// of once per span, as opentelemetry-rust's `tracing-http-propagator`
+/// example does.
 ///
-/// Must run inside a Tokio runtime: the tonic channel spawns its connection
-/// task there. The channel connects lazily, so an unreachable collector does
-/// not delay startup.
-pub fn init_tracing(
-    config: &TracingConfig,
-) -> Result<(SdkTracerProvider, ExportStats), opentelemetry_otlp::ExporterBuildError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(config.endpoint.clone())
-        .with_timeout(config.timeout)
-        .with_metadata(config.headers.clone())
-        .build()?;
-    let stats = ExportStats::default();
-    let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
+/// [`Traces::init`] creates it from the provider it installs. Without that
+/// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans) it is the
+/// global no-op tracer, which records nothing.
+pub fn tracer() -> &'static BoxedTracer {
+    TRACER.get_or_init(|| global::tracer(TRACER_NAME))
+}
 
-    // Every value is set explicitly, so the processor runs with exactly
-    // the validated configuration.
-    let batch = BatchConfigBuilder::default()
-        .with_scheduled_delay(config.batch.scheduled_delay)
-        .with_max_queue_size(config.batch.max_queue_size)
-        .with_max_export_batch_size(config.batch.max_export_batch_size)
-        .build();
-    let processor = CountingProcessor::new(
-        BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch)
-            .build(),
-        config.batch.max_queue_size,
-        stats.clone(),
-    );
+/// The trace pipeline: the provider and the counts of what happened to its
+/// spans. Shut down with [`Traces::shutdown`].
+pub struct Traces {
+    provider: SdkTracerProvider,
+    stats: ExportStats,
+}
 
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_sampler(sampler(config.sampler))
-        .with_resource(resource(config))
-        .build();
+impl Traces {
+    /// Builds the tracer provider and installs it, with the W3C trace-context
+    /// and baggage propagators, as the global ones; caches [`tracer`].
+    ///
+    /// Must run inside a Tokio runtime: the tonic channel spawns its connection
+    /// task there. The channel connects lazily, so an unreachable collector does
+    /// not delay startup.
+    pub fn init(config: &TracesConfig, resource: &ResourceConfig) -> Result<Self, TelemetryError> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(config.endpoint.clone())
+            .with_timeout(config.timeout)
+            .with_metadata(metadata(&config.headers)?)
+            .build()?;
+        let stats = ExportStats::default();
+        let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
 
-    global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(StrictTraceContextPropagator::new()),
-        Box::new(BaggagePropagator::new()),
-    ]));
-    global::set_tracer_provider(provider.clone());
-    Ok((provider, stats))
+        // Every value is set explicitly, so the processor runs with exactly
+        // the validated configuration.
+        let batch = BatchConfigBuilder::default()
+            .with_scheduled_delay(config.batch.scheduled_delay)
+            .with_max_queue_size(config.batch.max_queue_size)
+            .with_max_export_batch_size(config.batch.max_export_batch_size)
+            .build();
+        let processor = AdmissionProcessor::new(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+            config.batch.max_queue_size,
+            stats.clone(),
+        );
+
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(sampler(config.sampler))
+            .with_resource(otel_resource(resource))
+            .build();
+
+        global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+            Box::new(StrictTraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]));
+        global::set_tracer_provider(provider.clone());
+        // A tracer cached before this point would be the no-op one, and every
+        // span started from it would be lost without a word.
+        TRACER
+            .set(global::tracer(TRACER_NAME))
+            .map_err(|_| TelemetryError::TracerCachedEarly)?;
+        tracing::info!(
+            endpoint = %config.endpoint,
+            sampler = ?config.sampler,
+            service.name = %resource.service_name,
+            "exporting spans over OTLP/gRPC"
+        );
+        Ok(Self { provider, stats })
+    }
+
+    /// Flushes the queued spans within [`SPAN_FLUSH_TIMEOUT`] and logs what
+    /// happened to every span since startup.
+    pub async fn shutdown(self) {
+        let Self { provider, stats } = self;
+        let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
+            provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
+        })
+        .await;
+        match flushed {
+            Some(Ok(())) => tracing::info!("spans flushed"),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "span flush incomplete; unsent spans are lost")
+            }
+            None => tracing::warn!("span flush timed out; unsent spans are lost"),
+        }
+        let counts = stats.counts();
+        tracing::info!(
+            spans.exported = counts.exported,
+            spans.failed = counts.failed,
+            spans.dropped = counts.dropped,
+            spans.unsent = counts.pending,
+            "span export summary"
+        );
+    }
+}
+
+/// The validated `OTEL_EXPORTER_OTLP_*HEADERS` as tonic's gRPC metadata.
+fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
+    let mut metadata = MetadataMap::new();
+    for (key, value) in headers.iter() {
+        let invalid = || TelemetryError::OtlpHeader(key.to_owned());
+        let key = MetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid())?;
+        let value = MetadataValue::try_from(value).map_err(|_| invalid())?;
+        metadata.insert(key, value);
+    }
+    Ok(metadata)
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {
@@ -86,9 +159,9 @@ fn sampler(config: SamplerConfig) -> Sampler {
 /// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then `service.name` (from
 /// `OTEL_SERVICE_NAME`, which wins), `service.version` (the crate version unless
 /// given), and the SDK's `telemetry.sdk.*` attributes.
-fn resource(config: &TracingConfig) -> Resource {
+fn otel_resource(config: &ResourceConfig) -> Resource {
     let has_version = config
-        .resource_attributes
+        .attributes
         .iter()
         .any(|(key, _)| key == SERVICE_VERSION);
     let version = (!has_version).then(|| KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")));
@@ -98,7 +171,7 @@ fn resource(config: &TracingConfig) -> Resource {
         ))
         .with_attributes(
             config
-                .resource_attributes
+                .attributes
                 .iter()
                 .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
                 .chain(version),
@@ -122,11 +195,11 @@ where
     E: Display,
     F: Future<Output = Result<T, E>>,
 {
-    let tracer = global::tracer(TRACER_NAME);
+    let tracer = tracer();
     let span = tracer
         .span_builder(name)
         .with_attributes(attributes)
-        .start(&tracer);
+        .start(tracer);
     let cx = Context::current_with_span(span);
     let result = work.with_context(cx.clone()).await;
     let span = cx.span();

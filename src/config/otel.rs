@@ -1,0 +1,478 @@
+//! The OpenTelemetry SDK environment variables this service reads: the
+//! resource, the OTLP exporter, the sampler and the batch span processor,
+//! with the names, forms and defaults of the SDK environment variable
+//! specification.
+
+use std::fmt;
+use std::time::Duration;
+
+use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
+
+use super::env::{
+    ConfigError, Env, parse_bool, parse_http_url, parse_key_values, parse_millis, parse_positive,
+    parse_probability,
+};
+
+/// Where the service sends spans when no OTLP endpoint is configured: the
+/// collector Service of the `helm/otel-collector` chart.
+pub const DEFAULT_OTLP_ENDPOINT: &str =
+    "http://otel-collector.observability.svc.cluster.local:4317";
+const DEFAULT_SERVICE_NAME: &str = "somework";
+const DEFAULT_SAMPLING_RATIO: f64 = 0.2;
+const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `OTEL_SDK_DISABLED`: when true, no spans are created or exported.
+pub(super) fn sdk_disabled(env: &Env<'_>) -> Result<bool, ConfigError> {
+    env.parse_or("OTEL_SDK_DISABLED", "true or false", false, parse_bool)
+}
+
+/// What every signal says about the service that emits it. Read even with
+/// `OTEL_SDK_DISABLED=true`: the service name is also the name `/chain`
+/// answers with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceConfig {
+    /// `OTEL_SERVICE_NAME`, else a `service.name` in `OTEL_RESOURCE_ATTRIBUTES`,
+    /// else `somework`.
+    pub service_name: String,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, decoded, in the order given.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ResourceConfig {
+    pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let attributes = env
+            .parse_opt(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "comma-separated key=value pairs, values percent-encoded",
+                parse_key_values,
+            )?
+            .unwrap_or_default();
+        let service_name = env
+            .get("OTEL_SERVICE_NAME")
+            .or_else(|| {
+                attributes
+                    .iter()
+                    .find(|(key, _)| key == "service.name")
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+        Ok(Self {
+            service_name,
+            attributes,
+        })
+    }
+}
+
+/// How spans are sampled, batched and exported over OTLP/gRPC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracesConfig {
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub headers: OtlpHeaders,
+    pub sampler: SamplerConfig,
+    pub batch: BatchConfig,
+}
+
+impl TracesConfig {
+    pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        const ENDPOINT_FORM: &str = "an http:// or https:// URL such as http://otel-collector:4317";
+        // The exporter takes the endpoint as a string; keep it as written.
+        let endpoint_string = |v: &str| parse_http_url(v).map(|_| v.to_owned());
+        let endpoint = match env.parse_opt(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            ENDPOINT_FORM,
+            endpoint_string,
+        )? {
+            Some(endpoint) => endpoint,
+            None => env.parse_or(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                ENDPOINT_FORM,
+                DEFAULT_OTLP_ENDPOINT.to_owned(),
+                endpoint_string,
+            )?,
+        };
+
+        const TIMEOUT_FORM: &str = "a whole number of milliseconds";
+        let timeout = match env.parse_opt(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            TIMEOUT_FORM,
+            parse_millis,
+        )? {
+            Some(timeout) => timeout,
+            None => env.parse_or(
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                TIMEOUT_FORM,
+                DEFAULT_OTLP_TIMEOUT,
+                parse_millis,
+            )?,
+        };
+
+        const HEADERS_FORM: &str =
+            "comma-separated key=value pairs with lowercase keys, values percent-encoded";
+        let mut headers = env
+            .parse_opt(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                HEADERS_FORM,
+                OtlpHeaders::parse,
+            )?
+            .unwrap_or_default();
+        if let Some(signal_headers) = env.parse_opt(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            HEADERS_FORM,
+            OtlpHeaders::parse,
+        )? {
+            headers.override_with(signal_headers);
+        }
+
+        Ok(Self {
+            endpoint,
+            timeout,
+            headers,
+            sampler: SamplerConfig::from_env(env)?,
+            batch: BatchConfig::from_env(env)?,
+        })
+    }
+}
+
+/// gRPC metadata sent with every export (`OTEL_EXPORTER_OTLP_HEADERS`), as
+/// validated strings with lowercase keys; the exporter setup turns them into
+/// tonic's metadata. Vendors put API keys here, so `Debug` shows only the keys.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OtlpHeaders(Vec<(String, String)>);
+
+impl OtlpHeaders {
+    /// Key-value pairs whose keys and values gRPC accepts as ASCII metadata.
+    /// A key given twice keeps its last value.
+    fn parse(value: &str) -> Option<Self> {
+        let mut headers = Self::default();
+        for (key, value) in parse_key_values(value)? {
+            let key = MetadataKey::<Ascii>::from_bytes(key.as_bytes()).ok()?;
+            MetadataValue::<Ascii>::try_from(value.as_str()).ok()?;
+            headers.insert(key.as_str().to_owned(), value);
+        }
+        Some(headers)
+    }
+
+    fn insert(&mut self, key: String, value: String) {
+        self.0.retain(|(existing, _)| *existing != key);
+        self.0.push((key, value));
+    }
+
+    /// Signal-specific headers win over the generic ones, key by key.
+    fn override_with(&mut self, signal_headers: Self) {
+        for (key, value) in signal_headers.0 {
+            self.insert(key, value);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+}
+
+impl fmt::Debug for OtlpHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(key, _)| (key, "<redacted>")))
+            .finish()
+    }
+}
+
+/// The samplers of the SDK specification that this service supports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerConfig {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl SamplerConfig {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        const SAMPLERS: &str = "one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio";
+        let name = env
+            .get("OTEL_TRACES_SAMPLER")
+            .unwrap_or_else(|| "parentbased_traceidratio".to_owned());
+        // Validated even for samplers that ignore it: a bad ratio is a mistake
+        // waiting to matter the day the sampler is switched.
+        let ratio = env.parse_or(
+            "OTEL_TRACES_SAMPLER_ARG",
+            "a sampling ratio between 0 and 1",
+            DEFAULT_SAMPLING_RATIO,
+            parse_probability,
+        )?;
+        Ok(match name.as_str() {
+            "always_on" => SamplerConfig::AlwaysOn,
+            "always_off" => SamplerConfig::AlwaysOff,
+            "traceidratio" => SamplerConfig::TraceIdRatio(ratio),
+            "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
+            "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
+            "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "OTEL_TRACES_SAMPLER",
+                    value: name,
+                    expected: SAMPLERS,
+                });
+            }
+        })
+    }
+}
+
+/// The batch span processor settings (`OTEL_BSP_*`), defaulting to the
+/// SDK's own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    pub scheduled_delay: Duration,
+    pub max_queue_size: usize,
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            scheduled_delay: Duration::from_millis(5000),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+        }
+    }
+}
+
+impl BatchConfig {
+    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let defaults = BatchConfig::default();
+        let max_queue_size = env.parse_or(
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "a positive whole number",
+            defaults.max_queue_size,
+            parse_positive,
+        )?;
+        let max_export_batch_size = match env.parse_opt(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "a positive whole number",
+            parse_positive,
+        )? {
+            // The SDK would silently shrink an explicit batch; say so instead.
+            Some(batch) if batch > max_queue_size => {
+                return Err(ConfigError::Inconsistent {
+                    var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                    value: batch.to_string(),
+                    reason: format!("must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({max_queue_size})"),
+                });
+            }
+            Some(batch) => batch,
+            // A small queue alone is fine: the default batch shrinks to fit.
+            None => defaults.max_export_batch_size.min(max_queue_size),
+        };
+        Ok(BatchConfig {
+            scheduled_delay: env.parse_or(
+                "OTEL_BSP_SCHEDULE_DELAY",
+                "a whole number of milliseconds",
+                defaults.scheduled_delay,
+                parse_millis,
+            )?,
+            max_queue_size,
+            max_export_batch_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<'static> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::new(move |name| env.get(name).cloned())
+    }
+
+    fn traces(pairs: &[(&str, &str)]) -> Result<TracesConfig, ConfigError> {
+        TracesConfig::from_env(&env(pairs))
+    }
+
+    fn resource(pairs: &[(&str, &str)]) -> Result<ResourceConfig, ConfigError> {
+        ResourceConfig::from_env(&env(pairs))
+    }
+
+    /// The values of the README's configuration table, written out here
+    /// rather than taken from the constants they are meant to check.
+    #[test]
+    fn defaults_match_the_documentation() {
+        let traces = traces(&[]).expect("defaults are valid");
+        assert_eq!(
+            traces.endpoint,
+            "http://otel-collector.observability.svc.cluster.local:4317"
+        );
+        assert_eq!(traces.timeout, Duration::from_millis(10000));
+        assert_eq!(traces.headers, OtlpHeaders::default());
+        assert_eq!(traces.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.2));
+        assert_eq!(
+            traces.batch,
+            BatchConfig {
+                scheduled_delay: Duration::from_millis(5000),
+                max_queue_size: 2048,
+                max_export_batch_size: 512,
+            }
+        );
+        let resource = resource(&[]).expect("defaults are valid");
+        assert_eq!(resource.service_name, "somework");
+        assert!(resource.attributes.is_empty());
+        assert_eq!(sdk_disabled(&env(&[])), Ok(false));
+    }
+
+    #[test]
+    fn signal_specific_otlp_variables_win() {
+        let traces = traces(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces:4317"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=3,c=x%20y"),
+        ])
+        .expect("valid");
+        assert_eq!(traces.endpoint, "https://traces:4317");
+        assert_eq!(traces.timeout, Duration::from_millis(2500));
+        assert_eq!(
+            traces.headers.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "3"), ("c", "x y")]
+        );
+    }
+
+    #[test]
+    fn header_values_stay_out_of_debug_output() {
+        let traces = traces(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t")]).expect("valid");
+        let debug = format!("{traces:?}");
+        assert!(debug.contains("api-key"), "{debug}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
+
+    #[test]
+    fn header_keys_must_be_grpc_ascii_metadata() {
+        for headers in ["Bad Key=1", "key-bin=1", "k=%0A"] {
+            let error = traces(&[("OTEL_EXPORTER_OTLP_HEADERS", headers)]).unwrap_err();
+            assert!(
+                error.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"),
+                "{headers}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let from_attributes =
+            resource(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=a,team=b")]).expect("valid");
+        assert_eq!(from_attributes.service_name, "a");
+        let explicit = resource(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=a"),
+            ("OTEL_SERVICE_NAME", "c"),
+        ])
+        .expect("valid");
+        assert_eq!(explicit.service_name, "c");
+    }
+
+    #[test]
+    fn resource_attributes_must_be_percent_encoded() {
+        assert!(resource(&[("OTEL_RESOURCE_ATTRIBUTES", "k=50%")]).is_err());
+    }
+
+    #[test]
+    fn every_spec_sampler_is_understood() {
+        for (name, expected) in [
+            ("always_on", SamplerConfig::AlwaysOn),
+            ("always_off", SamplerConfig::AlwaysOff),
+            ("traceidratio", SamplerConfig::TraceIdRatio(0.5)),
+            ("parentbased_always_on", SamplerConfig::ParentBasedAlwaysOn),
+            (
+                "parentbased_always_off",
+                SamplerConfig::ParentBasedAlwaysOff,
+            ),
+            (
+                "parentbased_traceidratio",
+                SamplerConfig::ParentBasedTraceIdRatio(0.5),
+            ),
+        ] {
+            let sampler = traces(&[
+                ("OTEL_TRACES_SAMPLER", name),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ])
+            .expect("valid")
+            .sampler;
+            assert_eq!(sampler, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_form() {
+        let error = traces(&[("OTEL_TRACES_SAMPLER_ARG", "1.5")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid OTEL_TRACES_SAMPLER_ARG=\"1.5\": expected a sampling ratio between 0 and 1"
+        );
+    }
+
+    #[test]
+    fn sdk_disabled_is_true_or_false() {
+        assert_eq!(
+            sdk_disabled(&env(&[("OTEL_SDK_DISABLED", "TRUE")])),
+            Ok(true)
+        );
+        assert_eq!(
+            sdk_disabled(&env(&[("OTEL_SDK_DISABLED", "false")])),
+            Ok(false)
+        );
+        assert!(sdk_disabled(&env(&[("OTEL_SDK_DISABLED", "yes")])).is_err());
+    }
+
+    #[test]
+    fn the_export_batch_may_equal_the_queue_but_not_exceed_it() {
+        let batch = |queue, export| {
+            traces(&[
+                ("OTEL_BSP_MAX_QUEUE_SIZE", queue),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", export),
+            ])
+            .map(|traces| traces.batch)
+        };
+        let equal = batch("100", "100").expect("a batch as large as the queue");
+        assert_eq!(
+            (equal.max_queue_size, equal.max_export_batch_size),
+            (100, 100)
+        );
+        let error = batch("100", "101").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=101: must not exceed OTEL_BSP_MAX_QUEUE_SIZE (100)"
+        );
+    }
+
+    #[test]
+    fn a_small_queue_alone_shrinks_the_default_batch() {
+        // Found by `cargo fuzz run config`: the error used to blame
+        // OTEL_BSP_MAX_EXPORT_BATCH_SIZE, which the operator never set.
+        let batch = traces(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")])
+            .expect("valid")
+            .batch;
+        assert_eq!(batch.max_queue_size, 100);
+        assert_eq!(batch.max_export_batch_size, 100);
+        let error = traces(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "200"),
+        ])
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=200"),
+            "{error}"
+        );
+    }
+}
