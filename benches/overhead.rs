@@ -522,6 +522,116 @@ async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
     );
 }
 
+/// Instructions the service executes per request in each mode, counted by
+/// callgrind: unlike CPU time, the count does not move with the load on the
+/// machine, so it shows changes of a few per cent that the CPU figures of a
+/// busy machine hide. The service runs under valgrind; the counters are
+/// zeroed after a warm-up and dumped once the load tool has sent `requests`
+/// requests and the batch export thread has exported their spans.
+async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
+    let endpoint = collector.otlp_grpc_endpoint();
+    let dir = std::env::temp_dir().join(format!("somework-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("callgrind output directory");
+    let mut per_request = Vec::new();
+    for (i, mode) in MODES.iter().enumerate() {
+        let out_file = dir.join(format!("mode-{i}.out"));
+        let out_arg = format!("--callgrind-out-file={}", out_file.display());
+        let mut builder = ServiceBuilder::new(BINARY)
+            .wrapped_in(&["valgrind", "--tool=callgrind", &out_arg])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            // Exports happen while counting, not at shutdown.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("TOKIO_WORKER_THREADS", "1")
+            .remove_env("OTEL_TRACES_SAMPLER");
+        for (key, value) in mode.env {
+            builder = builder.env(key, *value);
+        }
+        let service = builder.start().await;
+        let pid = service.pid().to_string();
+        // Warm-up: connections, allocator, lazily built state.
+        load(&[
+            "--target".to_owned(),
+            service.url(""),
+            "--requests".to_owned(),
+            "50".to_owned(),
+            "--rps".to_owned(),
+            "100".to_owned(),
+            "--mix".to_owned(),
+            "somework=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ])
+        .await;
+        let control = |args: &[&str]| {
+            let status = std::process::Command::new("callgrind_control")
+                .args(args)
+                .arg(&pid)
+                .stdout(Stdio::null())
+                .status()
+                .expect("callgrind_control");
+            assert!(status.success(), "callgrind_control {args:?} failed");
+        };
+        control(&["--zero"]);
+        let (report, _) = load(&[
+            "--target".to_owned(),
+            service.url(""),
+            "--requests".to_owned(),
+            requests.to_string(),
+            "--rps".to_owned(),
+            "100".to_owned(),
+            "--connections".to_owned(),
+            "4".to_owned(),
+            "--mix".to_owned(),
+            "somework=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ])
+        .await;
+        assert_eq!(
+            field(&report, &["all", "status", "2xx"]),
+            f64::from(requests)
+        );
+        // Two batch schedules, so the last spans are exported and counted.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        control(&["--dump"]);
+        drop(service);
+        let totals: f64 = std::fs::read_dir(&dir)
+            .expect("callgrind output")
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("mode-{i}.out"))
+            })
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .filter_map(|text| {
+                text.lines()
+                    .find_map(|line| {
+                        line.strip_prefix("summary:")
+                            .or(line.strip_prefix("totals:"))
+                    })
+                    .and_then(|value| value.trim().parse::<f64>().ok())
+            })
+            .sum();
+        per_request.push(totals / f64::from(requests));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = writeln!(
+        out,
+        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every 200 ms (counted too).\n"
+    );
+    let _ = writeln!(out, "| mode | instructions per request | off / mode |");
+    let _ = writeln!(out, "|---|---|---|");
+    for (mode, count) in MODES.iter().zip(&per_request) {
+        let _ = writeln!(
+            out,
+            "| {} | {count:.0} | {:.2} |",
+            mode.name,
+            per_request[0] / count
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
         .args(args)
@@ -574,7 +684,15 @@ fn write_results(results: &str) {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|arg| arg == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    // `--only somework` (or wrk, chain, memory) runs one section, e.g. to
+    // measure one change quickly.
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let runs = |section: &str| only.as_deref().is_none_or(|only| only == section);
     let plan = Plan::new(quick);
     let collector_bin = collector::binary().expect(
         "no collector: run scripts/build-collector.sh or set SOMEWORK_TOOLS_DIR (make bench does)",
@@ -602,7 +720,9 @@ async fn main() {
         "cannot pin the collector to CPU {LOAD_CPU}"
     );
 
-    load_tool_against_wrk(&mut out, &plan, &wrk).await;
+    if runs("wrk") {
+        load_tool_against_wrk(&mut out, &plan, &wrk).await;
+    }
 
     let somework = |rate: u32, mix: &str| {
         vec![
@@ -617,19 +737,22 @@ async fn main() {
             "--no-traceparent".to_owned(),
         ]
     };
-    overhead(
-        &mut out,
-        &plan,
-        &collector,
-        &format!(
-            "`/somework`, open loop at {} req/s, {} rounds of {} s",
-            plan.rate, plan.rounds, plan.seconds
-        ),
-        "request",
-        &somework(plan.rate, "somework=1"),
-    )
-    .await;
-    overhead(
+    if runs("somework") {
+        overhead(
+            &mut out,
+            &plan,
+            &collector,
+            &format!(
+                "`/somework`, open loop at {} req/s, {} rounds of {} s",
+                plan.rate, plan.rounds, plan.seconds
+            ),
+            "request",
+            &somework(plan.rate, "somework=1"),
+        )
+        .await;
+    }
+    if runs("chain") {
+        overhead(
         &mut out,
         &plan,
         &collector,
@@ -641,13 +764,21 @@ async fn main() {
         &somework(plan.chain_rate, "chain=1"),
     )
     .await;
-    memory_with_collector_down(&mut out, &plan).await;
+    }
+    if runs("instructions") {
+        instructions(&mut out, &collector, if quick { 300 } else { 1000 }).await;
+    }
+    if runs("memory") {
+        memory_with_collector_down(&mut out, &plan).await;
+    }
     collector.stop().await;
 
     let header = format!(
-        "## Latest run\n\n- Date: {started}\n- Machine: {}\n- Command: `make bench`{}\n- Load average (1, 5, 15 min) at the start: {load_before}; at the end: {}\n\n",
+        "## Latest run\n\n- Date: {started}\n- Machine: {}\n- Command: `make bench`{}{}\n- Load average (1, 5, 15 min) at the start: {load_before}; at the end: {}\n\n",
         machine(),
         if quick { " (`--quick`)" } else { "" },
+        only.map(|only| format!(" (`--only {only}`)"))
+            .unwrap_or_default(),
         load_average()
     );
     let results = format!("{header}{out}");
