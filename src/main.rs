@@ -14,6 +14,9 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once at startup and consumed at once: the size of the largest
+// variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
