@@ -1,10 +1,15 @@
 # Every target is a thin wrapper around a script in scripts/, so the scripts
 # stay the single source of truth and work without make too.
-.PHONY: test up down bugsink build-collector render-k8s lint bench
+.PHONY: test run up down bugsink build-collector render-k8s lint bench
 
 ## Run the whole test suite (what CI runs). Installs the tools it needs into .tools/.
 test:
 	scripts/test.sh
+
+## Run the pipeline on this machine (Bugsink, the collector, the service), make
+## some calls and print where their traces and the error are. Ctrl-C stops it.
+run:
+	scripts/run-local.sh
 
 ## Deploy the whole demo on minikube and hit its endpoints.
 up:

@@ -20,7 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
+use nix::unistd::{SysconfVar, sysconf};
 use serde_json::Value;
+use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::collector::{self, Collector, CollectorBuilder};
 use somework_testkit::service::{Service, ServiceBuilder};
 use tokio::process::Command;
@@ -97,9 +101,10 @@ const MODES: [Mode; 3] = [
 ];
 
 fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    }
 }
 
 /// User plus system CPU time of a process, threads that already exited
@@ -133,14 +138,9 @@ fn status_mib(pid: u32, field: &str) -> f64 {
 
 /// CPU time used by children that were waited for, in seconds.
 fn children_cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the struct it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage(RUSAGE_CHILDREN)");
+    let seconds = |t: TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    seconds(usage.user_time()) + seconds(usage.system_time())
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -33,7 +33,7 @@ fi
 
 require_cmd helm "Run scripts/install-k8s-tools.sh."
 require_cmd kubectl "Run scripts/install-k8s-tools.sh."
-for release in somework:somework otel-collector:observability demo-backends:observability; do
+for release in "somework:$APP_NS" "otel-collector:$OBS_NS" "demo-backends:$OBS_NS"; do
   name="${release%%:*}"
   namespace="${release#*:}"
   if helm --kube-context "$PROFILE" status "$name" --namespace "$namespace" >/dev/null 2>&1; then
@@ -41,7 +41,7 @@ for release in somework:somework otel-collector:observability demo-backends:obse
     helm --kube-context "$PROFILE" uninstall "$name" --namespace "$namespace" --wait
   fi
 done
-for namespace in somework observability; do
+for namespace in "$APP_NS" "$OBS_NS"; do
   log "deleting namespace $namespace (and the Secrets up.sh created there)"
   kubectl --context "$PROFILE" delete namespace "$namespace" --ignore-not-found --wait
 done

@@ -126,6 +126,8 @@ print(token.token)
   die "unexpected output from setting Bugsink up: $setup"
 
 printf 'export SENTRY_DSN=%s\n' "$DSN" >"$DATA_DIR/sentry.env"
+# For scripts that read the API (run-local.sh); readable by this user only.
+(umask 077 && printf '%s\n' "$TOKEN" >"$DATA_DIR/api-token")
 cat >&2 <<EOF
 
 Bugsink is starting on http://127.0.0.1:$PORT (Ctrl-C stops it).

@@ -19,11 +19,7 @@ case "${1:-}" in
   *) die "unknown option '$1'; usage: scripts/test.sh [--lint-only]" ;;
 esac
 
-# One target directory per checkout: cargo copies every build of the binary
-# to the same target/release/somework, so two checkouts sharing a directory
-# could test each other's binary. Per checkout, a later run reuses the build.
-checkout_id="$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target-$checkout_id}"
+use_checkout_target_dir
 export SOMEWORK_TOOLS_DIR="$TOOLS_DIR"
 require_cmd cargo "Install Rust with rustup: https://rustup.rs"
 
@@ -53,11 +49,22 @@ fi
 step "cargo test (release build; the end-to-end tests run the release binary)"
 mkdir -p "$CACHE_DIR"
 results="$CACHE_DIR/test-output.log"
-cargo test --workspace --release --locked 2>&1 | tee "$results"
+set +e
+cargo test "${CARGO_TEST_ARGS[@]}" 2>&1 | tee "$results"
+cargo_status=${PIPESTATUS[0]}
+set -e
 
-# One closing line for the whole run: cargo prints a result per test binary,
-# the last of which (doc tests) is often empty.
-awk '/^test result:/ { passed += $4; failed += $6 }
-     /^SKIPPED:/ { skipped += 1 }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped }' "$results"
+# One closing line for the whole run: cargo prints a result per test binary.
+# A skip is a test that returned early for want of a tool; it says so on a
+# line of its own (somework_testkit::tools::skip).
+read -r passed failed skipped < <(awk '
+  /^test result:/ { passed += $4; failed += $6 }
+  /^SKIPPED:/ { skipped += 1 }
+  END { print passed + 0, failed + 0, skipped + 0 }' "$results")
+printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
+((cargo_status == 0)) || die "cargo test failed (output in $results)"
+if [[ "${CI:-}" == true || "${CI:-}" == 1 ]] && ((skipped > 0)); then
+  grep '^SKIPPED:' "$results" >&2
+  die "$skipped tests skipped under CI=true; CI must run every test (install what the lines above name)"
+fi
 step "all tests passed"

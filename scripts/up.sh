@@ -23,8 +23,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 PROFILE="${MINIKUBE_PROFILE:-somework}"
-OBS_NS=observability
-APP_NS=somework
 started=$SECONDS
 step() { log "[$((SECONDS - started))s] $*"; }
 
@@ -46,6 +44,11 @@ if [[ "${MINIKUBE_DRIVER:-docker}" == docker ]]; then
   need docker "Install Docker (https://docs.docker.com/engine/install/), or set MINIKUBE_DRIVER to another minikube driver."
 fi
 ((missing == 0)) || die "install the tools above, then run scripts/up.sh again"
+# A docker command whose daemon is down would fail only minutes later, inside
+# `minikube start`.
+if [[ "${MINIKUBE_DRIVER:-docker}" == docker ]] && ! docker info >/dev/null 2>&1; then
+  die "docker is installed, but its daemon does not answer ('docker info' fails). Start Docker (Docker Desktop, or 'sudo systemctl start docker'), make sure 'docker info' works as your user without sudo, or set MINIKUBE_DRIVER to another minikube driver."
+fi
 
 KUBECTL=(kubectl --context "$PROFILE")
 HELM=(helm --kube-context "$PROFILE")
@@ -86,7 +89,6 @@ fi
 # --- 4. Image --------------------------------------------------------------
 # Tagged by a hash of what goes into it: unchanged sources keep the tag, so a
 # second run rolls nothing out; a code change gets a new tag and a rollout.
-sha256() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; }
 tag="dev-$({
   cat Dockerfile Cargo.toml Cargo.lock tests/support/Cargo.toml
   find src tests/support/src -type f -print0 | sort -z | xargs -0 cat

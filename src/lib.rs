@@ -10,6 +10,11 @@
 //! - [`server`] runs the HTTP server with graceful shutdown;
 //! - [`load`] is `somework load`, a load generator for the service.
 
+// Outside tests, a failure is handled or reported, never a panic.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+// The service needs no unsafe code; only the test harness has one audited block.
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod downstream;
 mod error;

@@ -14,14 +14,11 @@ struct Cli {
     command: Option<Command>,
 }
 
-// Parsed once at startup and consumed at once: the size of the largest
-// variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(serve::ServeArgs),
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +27,6 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
-        Command::Load(args) => load::run(args),
+        Command::Load(args) => load::run(*args),
     }
 }

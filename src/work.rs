@@ -1,5 +1,6 @@
-//! The simulated work of the seed article: `somework` -> `MiddleWork` ->
-//! `ErrorWork`, each a span, with MiddleWork's span events.
+//! The simulated work of the Go + Sentry article's example (see the README's
+//! "Where it comes from"): `somework` -> `MiddleWork` -> `ErrorWork`, each a
+//! span, with MiddleWork's span events.
 
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ impl Work {
     }
 
     /// Sleeps a random time, then calls ErrorWork, recording span events
-    /// around both as the seed article does.
+    /// around both as the Go + Sentry article's example does.
     pub async fn middle_work(&self, failure: Failure) -> Result<WorkReport, WorkError> {
         in_span("MiddleWork", Vec::new(), async {
             let sleep = self.random_sleep();

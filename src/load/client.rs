@@ -101,6 +101,10 @@ impl TraceParent {
         }
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "the format writes only hex digits and dashes"
+    )]
     fn header(&self) -> HeaderValue {
         HeaderValue::try_from(format!(
             "00-{:032x}-{:016x}-01",

@@ -149,6 +149,10 @@ pub struct Draw {
 }
 
 impl Draw {
+    #[expect(
+        clippy::expect_used,
+        reason = "a parsed Mix has weights with a sum above 0"
+    )]
     pub fn new(mix: &Mix, seed: u64, hops: u8) -> Self {
         let endpoints = mix.weights.iter().map(|(endpoint, _)| *endpoint).collect();
         let choice = WeightedIndex::new(mix.weights.iter().map(|(_, weight)| *weight))
@@ -191,6 +195,10 @@ impl Draw {
 }
 
 /// A path built from digits, letters and `/?=.-` only, so always valid.
+#[expect(
+    clippy::expect_used,
+    reason = "the callers build paths from URL-safe characters"
+)]
 fn dynamic_path(path: String) -> PathAndQuery {
     PathAndQuery::from_maybe_shared(Bytes::from(path))
         .expect("paths are built from URL-safe characters only")

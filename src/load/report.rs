@@ -47,6 +47,10 @@ struct EndpointStats {
 }
 
 impl EndpointStats {
+    #[expect(
+        clippy::expect_used,
+        reason = "the histogram bounds are valid constants"
+    )]
     fn new() -> Self {
         Self {
             count: 0,

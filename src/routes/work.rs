@@ -1,4 +1,5 @@
-//! The seed article's endpoints: `/somework`, `/errorwork`, `/users/{id}`.
+//! The endpoints of the Go + Sentry article's example (see the README's
+//! "Where it comes from"): `/somework`, `/errorwork`, `/users/{id}`.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -12,7 +13,7 @@ use crate::error::AppError;
 use crate::telemetry::{current_trace_id, in_span};
 use crate::work::{Failure, WorkReport};
 
-/// The one user the demo knows, as in the seed article.
+/// The one user the demo knows, as in the Go + Sentry article's example.
 const DEMO_USER_ID: u64 = 123;
 
 #[derive(Debug, Serialize)]

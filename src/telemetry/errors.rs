@@ -8,12 +8,13 @@
 //! span id of its OTel span: Sentry then shows the error inside the trace that
 //! reached it through the collector.
 
-use std::backtrace::Backtrace;
 use std::error::Error;
 use std::sync::Arc;
 
+use backtrace::Backtrace;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
-use sentry::protocol::{Context, Event, Mechanism, TraceContext};
+use sentry::integrations::backtrace::backtrace_to_stacktrace;
+use sentry::protocol::{Context, Event, Mechanism, Stacktrace, TraceContext};
 
 use crate::config::SentryConfig;
 
@@ -67,8 +68,8 @@ pub enum Handled {
 /// place of the failure, not the place of the report.
 #[derive(Debug, Clone)]
 pub struct ErrorOrigin {
-    /// Captured unresolved; symbols are looked up only when it is reported,
-    /// off the request path.
+    /// The return addresses only: symbols, files and lines are looked up
+    /// when the error is reported, off the request path.
     backtrace: Arc<Backtrace>,
     span_context: SpanContext,
 }
@@ -77,7 +78,7 @@ impl ErrorOrigin {
     /// Captures the current stack and span. Only errors pay for the capture.
     pub fn here() -> Self {
         Self {
-            backtrace: Arc::new(Backtrace::force_capture()),
+            backtrace: Arc::new(Backtrace::new_unresolved()),
             span_context: opentelemetry::Context::current()
                 .span()
                 .span_context()
@@ -87,6 +88,44 @@ impl ErrorOrigin {
 
     pub fn span_context(&self) -> &SpanContext {
         &self.span_context
+    }
+
+    /// The stack as Sentry shows it, outermost frame first, ending in the
+    /// function that created the error.
+    ///
+    /// The `backtrace` crate reports every function of a physical frame,
+    /// those inlined into it included, each with its own file and line (from
+    /// the release profile's debug info, see Cargo.toml), so a function that
+    /// the optimizer folded into its caller keeps its frame.
+    /// `std::backtrace::Backtrace` offers the same frames only as text, which
+    /// the sentry crate parses back with a regular expression, losing their
+    /// addresses. In-app files are named relative to the crate, `src/work.rs`,
+    /// as in the repository.
+    fn stacktrace(&self) -> Option<Stacktrace> {
+        let mut backtrace = Backtrace::clone(&self.backtrace);
+        backtrace.resolve();
+        let mut stacktrace = backtrace_to_stacktrace(&backtrace)?;
+        // The innermost frames are the capture itself: `here`, inlined or
+        // not, and the backtrace crate's own when its trimming misses them.
+        let here = std::any::type_name_of_val(&Self::here);
+        if let Some(capture) = stacktrace
+            .frames
+            .iter()
+            .rposition(|frame| frame.function.as_deref() == Some(here))
+        {
+            stacktrace.frames.truncate(capture);
+        }
+        let crate_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+        for frame in &mut stacktrace.frames {
+            if let Some(path) = frame
+                .abs_path
+                .as_deref()
+                .and_then(|p| p.strip_prefix(crate_dir))
+            {
+                frame.filename = Some(path.to_owned());
+            }
+        }
+        (!stacktrace.frames.is_empty()).then_some(stacktrace)
     }
 }
 
@@ -121,11 +160,10 @@ pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handle
             .contexts
             .insert("trace".into(), Context::Trace(Box::new(trace)));
     }
-    let backtrace = Arc::clone(&origin.backtrace);
+    let origin = origin.clone();
     let send = move || {
         if let Some(exception) = event.exception.values.last_mut() {
-            exception.stacktrace =
-                sentry::integrations::backtrace::parse_stacktrace(&backtrace.to_string());
+            exception.stacktrace = origin.stacktrace();
         }
         sentry::capture_event(event);
     };

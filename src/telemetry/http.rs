@@ -60,7 +60,7 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
                 protocol_version(request.version()),
             ),
         ];
-        attributes.extend(method_attributes(&method));
+        push_method_attributes(&mut attributes, &method);
         if let Some(route) = &route {
             attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
         }
@@ -112,8 +112,8 @@ impl ClientSpan {
     /// Starts the span, named after the method, with the request attributes
     /// of the semantic conventions.
     pub fn start(method: &Method, url: &Url) -> Self {
-        let mut attributes = method_attributes(method);
-        attributes.push(KeyValue::new(URL_FULL, url.to_string()));
+        let mut attributes = vec![KeyValue::new(URL_FULL, url.to_string())];
+        push_method_attributes(&mut attributes, method);
         if let Some(host) = url.host_str() {
             attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
         }
@@ -171,13 +171,16 @@ pub fn inject_context(cx: &Context, headers: &mut HeaderMap) {
 
 /// `http.request.method`, plus `http.request.method_original` for methods
 /// outside the HTTP spec.
-fn method_attributes(method: &Method) -> Vec<KeyValue> {
+fn push_method_attributes(attributes: &mut Vec<KeyValue>, method: &Method) {
     match known_method(method) {
-        Some(known) => vec![KeyValue::new(HTTP_REQUEST_METHOD, known)],
-        None => vec![
-            KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"),
-            KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, method.to_string()),
-        ],
+        Some(known) => attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, known)),
+        None => {
+            attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
+            attributes.push(KeyValue::new(
+                HTTP_REQUEST_METHOD_ORIGINAL,
+                method.to_string(),
+            ));
+        }
     }
 }
 

@@ -18,8 +18,8 @@ mod traces;
 
 use std::time::Duration;
 
-pub use errors::{ErrorOrigin, Handled, capture_error, init_sentry};
-pub use export_stats::{ExportCounts, ExportStats};
+use errors::init_sentry;
+pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
 pub use traces::{Traces, current_trace_id, in_span, tracer};
 

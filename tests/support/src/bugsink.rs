@@ -1,7 +1,7 @@
 //! A real Bugsink server, the self-hosted Sentry-compatible error tracker,
 //! for tests that check what the service sends to Sentry.
 //!
-//! Each [`Bugsink`] is its own gunicorn process on a free loopback port, with
+//! Each [`Bugsink`] is its own gunicorn process on a loopback port bound for it, with
 //! its own sqlite databases in its own temporary directory, so tests can run
 //! in parallel. Tests read what was stored through Bugsink's canonical API.
 //!
@@ -267,8 +267,7 @@ impl Drop for Bugsink {
     /// Kills the gunicorn master and its worker together: they run in their
     /// own process group, whose id is the master's pid.
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        crate::process::kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }
@@ -351,7 +350,7 @@ fn read_template(dir: &Path) -> Template {
 }
 
 /// Copies the template's databases into a new directory and starts gunicorn
-/// there on a free port.
+/// there on a port bound for it.
 fn spawn_instance(venv: &Path, template: &Template) -> (Child, u16, TempDir) {
     let dir = tempfile::Builder::new()
         .prefix("somework-bugsink-")
@@ -361,18 +360,18 @@ fn spawn_instance(venv: &Path, template: &Template) -> (Child, u16, TempDir) {
         fs::copy(template.dir.join(database), dir.path().join(database))
             .unwrap_or_else(|e| panic!("cannot copy the template's {database}: {e}"));
     }
-    // The port is free now; another process could take it before gunicorn
-    // binds it, which would show as "Connection in use" in the log.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot find a free port")
-        .port();
+    // Bound here and handed to gunicorn, so the port is this instance's from
+    // the start: no other process, and no other instance, can take it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+    let port = listener.local_addr().expect("a bound address").port();
     write_conf(dir.path(), port);
     let log = File::create(dir.path().join("server.log")).expect("cannot create server.log");
-    let child = base_command(&venv.join("bin/gunicorn"), dir.path())
+    let mut command = base_command(&venv.join("bin/gunicorn"), dir.path());
+    let fd = crate::process::hand_over(&mut command, &listener);
+    let child = command
         .args([
             "--bind",
-            &format!("127.0.0.1:{port}"),
+            &format!("fd://{fd}"),
             "--workers",
             "1",
             // The default control socket is one fixed path in $HOME, which
@@ -387,6 +386,8 @@ fn spawn_instance(venv: &Path, template: &Template) -> (Child, u16, TempDir) {
         .process_group(0)
         .spawn()
         .expect("cannot start gunicorn");
+    // gunicorn holds the port now.
+    drop(listener);
     (child, port, dir)
 }
 

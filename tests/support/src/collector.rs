@@ -13,12 +13,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::process::{self, OutputReaders, ProcessOutput};
 use crate::tools;
 
 /// Where the collector binary is, below the tools directory.
@@ -143,16 +142,16 @@ impl CollectorBuilder {
     /// Starts the collector on free ports and waits until its health check
     /// reports ready.
     pub async fn start(self) -> Collector {
-        let logs = Arc::new(Mutex::new(Vec::new()));
+        let logs = ProcessOutput::default();
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let ports = Ports::free();
             match launch(&self, ports, &logs).await {
-                Ok(child) => {
+                Ok(running) => {
                     return Collector {
                         builder: self,
                         ports,
-                        child: Some(child),
+                        running: Some(running),
                         logs,
                     };
                 }
@@ -170,11 +169,18 @@ enum Launch {
     Failed(String),
 }
 
+/// A collector process and the tasks reading its output.
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    readers: OutputReaders,
+}
+
 async fn launch(
     builder: &CollectorBuilder,
     ports: Ports,
-    logs: &Arc<Mutex<Vec<String>>>,
-) -> Result<Child, Launch> {
+    logs: &ProcessOutput,
+) -> Result<Running, Launch> {
     let mut child = Command::new(&builder.binary)
         .arg("--config")
         .arg(&builder.config)
@@ -188,24 +194,16 @@ async fn launch(
         .kill_on_drop(true)
         .spawn()
         .expect("cannot start the collector");
-    let first_line = logs.lock().unwrap().len();
-    tokio::spawn(collect_lines(
-        child.stdout.take().expect("stdout is piped"),
-        logs.clone(),
-    ));
-    tokio::spawn(collect_lines(
-        child.stderr.take().expect("stderr is piped"),
-        logs.clone(),
-    ));
-    let output_since_start = || logs.lock().unwrap()[first_line..].join("\n");
+    let first_line = logs.len();
+    let readers = logs.capture(&mut child);
+    let output_since_start = || logs.lines_since(first_line).join("\n");
 
     let health = format!("http://127.0.0.1:{}/", ports.health);
     let client = reqwest::Client::new();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("cannot poll the collector") {
-            // Let the log readers drain what the process printed before it died.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            readers.drained().await;
             let output = format!("exited with {status}; output:\n{}", output_since_start());
             return Err(if output.contains("address already in use") {
                 Launch::PortTaken(output)
@@ -216,7 +214,7 @@ async fn launch(
         if let Ok(response) = client.get(&health).send().await
             && response.status().is_success()
         {
-            return Ok(child);
+            return Ok(Running { child, readers });
         }
         if Instant::now() >= deadline {
             let _ = child.start_kill();
@@ -229,20 +227,13 @@ async fn launch(
     }
 }
 
-async fn collect_lines(stream: impl tokio::io::AsyncRead + Unpin, logs: Arc<Mutex<Vec<String>>>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        logs.lock().unwrap().push(line);
-    }
-}
-
 /// A running collector; killed when dropped.
 #[derive(Debug)]
 pub struct Collector {
     builder: CollectorBuilder,
     ports: Ports,
-    child: Option<Child>,
-    logs: Arc<Mutex<Vec<String>>>,
+    running: Option<Running>,
+    logs: ProcessOutput,
 }
 
 impl Collector {
@@ -253,12 +244,22 @@ impl Collector {
 
     /// The process id while it runs, e.g. to pin it to a CPU.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+        self.running.as_ref().and_then(|running| running.child.id())
     }
 
     /// Everything the collector printed so far, over all its runs.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.logs.lines()
+    }
+
+    /// Waits until `done` holds for the collector's output so far, or
+    /// `timeout` passes; returns the output either way.
+    pub async fn wait_for_logs(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        self.logs.wait_for(timeout, done).await
     }
 
     /// The collector's own metrics, in Prometheus text format.
@@ -273,19 +274,16 @@ impl Collector {
 
     /// Sends SIGTERM, as Kubernetes does on a rollout, and waits for the exit.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(Running { mut child, readers }) = self.running.take() else {
             return;
         };
         if let Some(pid) = child.id() {
-            let status = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .expect("cannot run kill");
-            assert!(status.success(), "kill -TERM failed");
+            process::terminate(pid);
         }
         match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
             Ok(status) => {
                 status.expect("cannot wait for the collector");
+                readers.drained().await;
             }
             Err(_) => panic!(
                 "the collector did not exit within {STOP_TIMEOUT:?} of SIGTERM; output:\n{}",
@@ -296,24 +294,23 @@ impl Collector {
 
     /// Kills the collector abruptly (SIGKILL), as a crash or an OOM kill would.
     pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(Running { mut child, readers }) = self.running.take() {
             child.kill().await.expect("cannot kill the collector");
+            readers.drained().await;
         }
     }
 
     /// Starts the collector again with the same config, environment and ports,
     /// after `stop` or `kill`, and waits until it is ready.
     pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the collector is still running");
+        assert!(self.running.is_none(), "the collector is still running");
         self.logs
-            .lock()
-            .unwrap()
-            .push("---- test harness: collector restarted ----".to_owned());
+            .note("---- test harness: collector restarted ----");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match launch(&self.builder, self.ports, &self.logs).await {
-                Ok(child) => {
-                    self.child = Some(child);
+                Ok(running) => {
+                    self.running = Some(running);
                     return;
                 }
                 // The old process's sockets can linger for a moment after it died.

@@ -29,9 +29,105 @@ pub const CHARTS: [&str; 3] = ["otel-collector", "somework", "demo-backends"];
 /// current one.
 pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.34.0"];
 
+/// The namespaces the scripts install the charts into, as `scripts/lib.sh`
+/// sets them: the one place that names them.
+#[derive(Debug)]
+pub struct Namespaces {
+    /// `OBS_NS`: the collector and the zero-account backends.
+    pub observability: String,
+    /// `APP_NS`: the services.
+    pub app: String,
+}
+
+/// Reads `OBS_NS=` and `APP_NS=` from `scripts/lib.sh`, once.
+pub fn namespaces() -> &'static Namespaces {
+    static NAMESPACES: std::sync::OnceLock<Namespaces> = std::sync::OnceLock::new();
+    NAMESPACES.get_or_init(|| {
+        let path = tools::repo_root().join("scripts/lib.sh");
+        let lib = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let assigned = |name: &str| {
+            lib.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("scripts/lib.sh sets no {name}"))
+        };
+        Namespaces {
+            observability: assigned("OBS_NS"),
+            app: assigned("APP_NS"),
+        }
+    })
+}
+
 /// The directory of a chart.
 pub fn chart_dir(chart: &str) -> PathBuf {
     tools::repo_root().join("helm").join(chart)
+}
+
+/// A values file in a chart's `ci/` folder, `helm/<chart>/ci/<name>-values.yaml`,
+/// as chart-testing and the upstream opentelemetry-helm-charts keep them:
+/// the value sets the tests render, which helm tooling can use too.
+#[derive(Clone, Debug)]
+pub struct ValueSet {
+    pub chart: &'static str,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl ValueSet {
+    /// `chart/name`, e.g. `otel-collector/sentry-otlp`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.chart, self.name)
+    }
+
+    /// The chart installed as scripts/up.sh does, with this file's values.
+    pub fn release(&self) -> Release {
+        Release::new(self.chart).values(&self.path)
+    }
+
+    /// The file parsed, for tests that compare a render with what it was given.
+    pub fn values(&self) -> Value {
+        let text = std::fs::read_to_string(&self.path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.path.display()));
+        yaml_value(&text)
+    }
+}
+
+/// Every value set of every chart, in a stable order.
+pub fn value_sets() -> Vec<ValueSet> {
+    let mut sets = Vec::new();
+    for chart in CHARTS {
+        let dir = chart_dir(chart).join("ci");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let file = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default();
+            if let Some(name) = file.strip_suffix("-values.yaml") {
+                sets.push(ValueSet {
+                    chart,
+                    name: name.to_owned(),
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    sets.sort_by_key(ValueSet::label);
+    sets
+}
+
+/// The value set labelled `chart/name`; panics naming the file it expected.
+pub fn value_set(label: &str) -> ValueSet {
+    value_sets()
+        .into_iter()
+        .find(|set| set.label() == label)
+        .unwrap_or_else(|| {
+            let (chart, name) = label.split_once('/').unwrap_or((label, ""));
+            panic!("no value set {label}: expected helm/{chart}/ci/{name}-values.yaml")
+        })
 }
 
 /// A chart installation to render: chart, release name, namespace, values.
@@ -40,23 +136,33 @@ pub struct Release {
     pub chart: &'static str,
     pub name: &'static str,
     pub namespace: &'static str,
-    /// `--set` assignments, `key=value`.
+    /// `--values` files, in order.
+    pub values: Vec<PathBuf>,
+    /// `--set` assignments, `key=value`, applied after the files.
     pub set: Vec<String>,
 }
 
 impl Release {
     /// The release as scripts/up.sh installs it, with default values.
     pub fn new(chart: &'static str) -> Self {
+        let namespaces = namespaces();
         let namespace = match chart {
-            "somework" => "somework",
-            _ => "observability",
+            "somework" => namespaces.app.as_str(),
+            _ => namespaces.observability.as_str(),
         };
         Self {
             chart,
             name: chart,
             namespace,
+            values: Vec::new(),
             set: Vec::new(),
         }
+    }
+
+    /// Adds a `--values` file.
+    pub fn values(mut self, file: &Path) -> Self {
+        self.values.push(file.to_path_buf());
+        self
     }
 
     /// Adds a `--set key=value`.
@@ -71,6 +177,9 @@ impl Release {
         args.push(chart_dir(self.chart).display().to_string());
         args.extend(["--namespace".to_owned(), self.namespace.to_owned()]);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
+        for file in &self.values {
+            args.extend(["--values".to_owned(), file.display().to_string()]);
+        }
         for assignment in &self.set {
             args.extend(["--set".to_owned(), assignment.clone()]);
         }
@@ -81,6 +190,10 @@ impl Release {
 impl fmt::Display for Release {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -n {}", self.chart, self.namespace)?;
+        for file in &self.values {
+            let shown = file.strip_prefix(tools::repo_root()).unwrap_or(file);
+            write!(f, " -f {}", shown.display())?;
+        }
         for s in &self.set {
             write!(f, " --set {s}")?;
         }

@@ -4,12 +4,13 @@
 //! the collector built with ocb, Bugsink, helm. The only hand-written stand-ins
 //! are named as test doubles, for what cannot run on a test machine.
 
+pub mod api;
 pub mod bugsink;
 pub mod collector;
 pub mod helm;
-pub mod http;
 pub mod net;
 pub mod otlp;
+pub mod process;
 pub mod sentry_double;
 pub mod service;
 pub mod tools;

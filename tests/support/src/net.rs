@@ -3,15 +3,44 @@
 
 use std::net::SocketAddr;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// A loopback address with nothing listening on it: connections are refused.
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("cannot bind a probe port");
-    listener.local_addr().expect("bound address")
+/// A loopback port with nothing listening on it, held for as long as this
+/// lives: connections are refused, and no other process can bind the port
+/// meanwhile (the socket is bound, without `SO_REUSEADDR`, but never listens).
+/// A port that was only probed and released could be taken by anyone.
+#[derive(Debug)]
+pub struct ClosedPort {
+    /// Held, never read: dropping it frees the port.
+    _bound: Socket,
+    addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Reserves a port that refuses connections; see [`ClosedPort`].
+pub fn closed_port() -> ClosedPort {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .expect("cannot create a socket");
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+    socket
+        .bind(&any_port.into())
+        .expect("cannot bind a loopback port");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|addr| addr.as_socket())
+        .expect("a bound IPv4 address");
+    ClosedPort {
+        _bound: socket,
+        addr,
+    }
 }
 
 /// Accepts TCP connections and never reads or writes: a hung collector or a

@@ -22,6 +22,9 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use tokio::sync::{Notify, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// How long [`OtlpReceiver::start_on`] retries a port that is taken.
+const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the receiver does with each export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
@@ -62,9 +65,23 @@ impl OtlpReceiver {
     }
 
     /// Starts on `addr`, e.g. the address of a receiver that was killed, to
-    /// simulate a collector restart.
+    /// simulate a collector restart. A port freed by a kill can be taken by
+    /// another process before it is bound again; the bind is retried for a
+    /// while, and a port that stays taken fails the test with that reason.
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = std::net::TcpListener::bind(addr).expect("cannot bind the OTLP receiver");
+        let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(listener) => break listener,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot bind the OTLP receiver to {addr}: {e}"),
+            }
+        };
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -233,6 +250,11 @@ pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
     received
 }
 
+/// The names of `spans`, in order: for comparisons and assertion messages.
+pub fn names<'a>(spans: impl IntoIterator<Item = &'a ReceivedSpan>) -> Vec<&'a str> {
+    spans.into_iter().map(ReceivedSpan::name).collect()
+}
+
 /// One exported span with its resource attributes and scope name.
 #[derive(Debug, Clone)]
 pub struct ReceivedSpan {
@@ -263,9 +285,18 @@ impl ReceivedSpan {
         self.span.kind()
     }
 
-    /// The attribute's value rendered as a string, or `None` if absent.
+    /// The attribute's value with its OTLP type, or `None` if absent.
+    pub fn attribute(&self, key: &str) -> Option<Attr> {
+        typed_attributes(&self.span.attributes).remove(key)
+    }
+
+    /// The attribute's value if it is a string; `None` if it is absent or of
+    /// another type (use [`ReceivedSpan::attribute`] for those).
     pub fn attr(&self, key: &str) -> Option<String> {
-        attributes(&self.span.attributes).remove(key)
+        match self.attribute(key)? {
+            Attr::String(value) => Some(value),
+            _ => None,
+        }
     }
 
     pub fn status_code(&self) -> status::StatusCode {
@@ -279,14 +310,59 @@ impl ReceivedSpan {
         self.span.events.iter().map(|e| e.name.as_str()).collect()
     }
 
-    /// The attributes of the first event called `name`.
-    pub fn event(&self, name: &str) -> Option<HashMap<String, String>> {
+    /// The attributes of the first event called `name`, with their types.
+    pub fn event(&self, name: &str) -> Option<HashMap<String, Attr>> {
         self.span
             .events
             .iter()
             .find(|e| e.name == name)
-            .map(|e| attributes(&e.attributes))
+            .map(|e| typed_attributes(&e.attributes))
     }
+}
+
+/// An attribute value as it arrived: a status code sent as the string
+/// `"200"` is not `Attr::Int(200)`, so the semantic-convention tests see types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    String(String),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    /// Arrays, maps and bytes, in their debug form.
+    Other(String),
+}
+
+impl Attr {
+    /// The string, if the value is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Attr::String(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq<&str> for Attr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+fn typed_attributes(attributes: &[KeyValue]) -> HashMap<String, Attr> {
+    attributes
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => Attr::String(s.clone()),
+                Some(any_value::Value::IntValue(i)) => Attr::Int(*i),
+                Some(any_value::Value::DoubleValue(d)) => Attr::Double(*d),
+                Some(any_value::Value::BoolValue(b)) => Attr::Bool(*b),
+                Some(other) => Attr::Other(format!("{other:?}")),
+                None => Attr::Other(String::new()),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect()
 }
 
 fn attributes(attributes: &[KeyValue]) -> HashMap<String, String> {

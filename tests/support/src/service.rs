@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
-/// How long a test waits for the service to log its listening address.
+use crate::api::SomeworkApi;
+use crate::process::{self, OutputReaders, ProcessOutput};
+
+/// How long a test waits for the service to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the socket table is read while the service starts.
+const PORT_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Builder for a `somework` process. The child starts with an empty
 /// environment, so settings on the test machine (an exported `OTEL_*` or
@@ -104,48 +106,39 @@ impl ServiceBuilder {
         )
     }
 
-    /// Starts the service and waits until it listens.
+    /// Starts the service and waits until it listens. The port is read from
+    /// the kernel's socket table (see [`process::listening_addr`]), so the
+    /// service binds `127.0.0.1:0` itself and no port is ever chosen early.
     pub async fn start(self) -> Service {
         let mut child = self.command().spawn().expect("cannot start somework");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = oneshot::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        tokio::spawn(collect_lines(stdout, logs.clone(), Some(addr_tx)));
-        tokio::spawn(collect_lines(stderr, logs.clone(), None));
-        let addr = match tokio::time::timeout(START_TIMEOUT, addr_rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => {
+        let output = ProcessOutput::default();
+        let readers = output.capture(&mut child);
+        let pid = child.id().expect("a child that was just spawned has a pid");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Some(addr) = process::listening_addr(pid) {
+                break addr;
+            }
+            let exited = child.try_wait().expect("cannot poll somework");
+            if exited.is_some() || Instant::now() >= deadline {
                 let _ = child.start_kill();
+                let _ = child.wait().await;
+                readers.drained().await;
                 panic!(
-                    "somework did not log its listening address; output:\n{}",
-                    logs.lock().unwrap().join("\n")
+                    "somework did not start listening ({}); output:\n{}",
+                    exited.map_or("still running".to_owned(), |s| s.to_string()),
+                    output.lines().join("\n")
                 );
             }
+            tokio::time::sleep(PORT_POLL_INTERVAL).await;
         };
-        Service { child, addr, logs }
-    }
-}
-
-async fn collect_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
-    logs: Arc<Mutex<Vec<String>>>,
-    mut addr_tx: Option<oneshot::Sender<SocketAddr>>,
-) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(tx) = addr_tx.take_if(|_| line.contains("\"listening\"")) {
-            let addr = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|v| v["addr"].as_str().and_then(|a| a.parse().ok()));
-            match addr {
-                Some(addr) => {
-                    let _ = tx.send(addr);
-                }
-                None => addr_tx = Some(tx),
-            }
+        Service {
+            child,
+            addr,
+            output,
+            readers: Some(readers),
+            http: reqwest::Client::new(),
         }
-        logs.lock().unwrap().push(line);
     }
 }
 
@@ -154,7 +147,19 @@ async fn collect_lines(
 pub struct Service {
     child: Child,
     addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
+    output: ProcessOutput,
+    readers: Option<OutputReaders>,
+    http: reqwest::Client,
+}
+
+impl SomeworkApi for Service {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 impl Service {
@@ -162,21 +167,36 @@ impl Service {
         self.addr
     }
 
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{}", self.addr, path_and_query)
-    }
-
     /// Every line the service printed so far, stdout and stderr.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.output.lines()
     }
 
     /// Log lines parsed as JSON (the service runs with `LOG_FORMAT=json`).
     pub fn json_logs(&self) -> Vec<serde_json::Value> {
-        self.logs()
-            .iter()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
+        json_lines(&self.logs())
+    }
+
+    /// Waits until a JSON log line satisfies `matches`, and returns it; panics
+    /// with the whole log after `timeout`.
+    pub async fn wait_for_log(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let lines = self
+            .output
+            .wait_for(timeout, |lines| json_lines(lines).iter().any(&matches))
+            .await;
+        json_lines(&lines)
+            .into_iter()
+            .find(|line| matches(line))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no such log line within {timeout:?}; output:\n{}",
+                    lines.join("\n")
+                )
+            })
     }
 
     pub fn pid(&self) -> u32 {
@@ -185,28 +205,35 @@ impl Service {
 
     /// Sends SIGTERM, as Kubernetes does.
     pub fn sigterm(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed");
+        process::terminate(self.pid());
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and how long
-    /// the shutdown took. Panics if the process outlives `limit`. The logs
-    /// stay readable afterwards.
+    /// the shutdown took. Panics if the process outlives `limit`. Every line
+    /// the process printed is read before this returns.
     pub async fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
         self.sigterm();
         let waited = tokio::time::timeout(limit, self.child.wait()).await;
-        // Let the log readers drain what the process printed last.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let took = started.elapsed();
         match waited {
-            Ok(status) => (status.expect("cannot wait for somework"), started.elapsed()),
+            Ok(status) => {
+                if let Some(readers) = self.readers.take() {
+                    readers.drained().await;
+                }
+                (status.expect("cannot wait for somework"), took)
+            }
             Err(_) => panic!(
                 "somework did not exit within {limit:?} of SIGTERM; output:\n{}",
                 self.logs().join("\n")
             ),
         }
     }
+}
+
+fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }

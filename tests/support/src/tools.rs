@@ -34,12 +34,21 @@ pub fn require(relative: &str, install_hint: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let message = format!("{} is not installed; {install_hint}", path.display());
+    skip(&format!(
+        "{} is not installed; {install_hint}",
+        path.display()
+    ));
+    None
+}
+
+/// Reports that a test skips for want of `what`; the caller then returns.
+/// Under `CI=true` it panics instead: CI must never pass by skipping.
+pub fn skip(what: &str) {
     if in_ci() {
-        panic!("{message} (CI=true: a missing tool fails the run)");
+        panic!("{what} (CI=true: a missing tool fails the run)");
     }
     // Written to the stderr handle, not with eprintln!: libtest captures the
-    // print macros of passing tests, and a skip must be seen.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {message}");
-    None
+    // print macros of passing tests, and a skip must be seen (scripts/test.sh
+    // counts these lines).
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
 }

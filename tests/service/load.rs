@@ -1,8 +1,6 @@
 //! `somework load` against the real service binary: what it sends, what it
 //! counts, that the service continues its traces, that its open-loop
 //! latencies count from the scheduled time, its flags, and Ctrl-C.
-//!
-//! Belongs to the `service` suite once the suites are regrouped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{ExitStatus, Stdio};
@@ -12,9 +10,11 @@ use axum::Router;
 use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::service::Service;
 use tokio::process::Command;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_somework");
 /// Generous: every run here sends for at most a few seconds.
@@ -53,13 +53,6 @@ async fn load_json(args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
 }
 
-async fn service(receiver: &OtlpReceiver) -> Service {
-    ServiceBuilder::new(BINARY)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .start()
-        .await
-}
-
 fn endpoint<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["endpoints"]
         .as_array()
@@ -84,8 +77,8 @@ fn logged_paths(service: &Service, from: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn counts_every_request_and_its_status_class_per_endpoint() {
-    let receiver = OtlpReceiver::start().await;
-    let service = service(&receiver).await;
+    let app = spawn_app().await;
+    let service = &app.service;
     let target = service.url("");
     let report = load_json(&[
         "--target",
@@ -133,7 +126,7 @@ async fn counts_every_request_and_its_status_class_per_endpoint() {
     assert_eq!(found + refused, count(&users["count"]));
 
     // The service saw exactly what the report counted.
-    let paths = logged_paths(&service, 0);
+    let paths = logged_paths(service, 0);
     let served = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count() as u64;
     assert_eq!(
         served("/somework"),
@@ -163,8 +156,8 @@ async fn counts_every_request_and_its_status_class_per_endpoint() {
 
 #[tokio::test]
 async fn the_same_seed_sends_the_same_requests() {
-    let receiver = OtlpReceiver::start().await;
-    let service = service(&receiver).await;
+    let app = spawn_app().await;
+    let service = &app.service;
     let target = service.url("");
     let mut runs = Vec::new();
     for seed in ["5", "5", "6"] {
@@ -183,7 +176,7 @@ async fn the_same_seed_sends_the_same_requests() {
         ])
         .await;
         assert_eq!(report["seed"], seed.parse::<u64>().unwrap());
-        let mut paths = logged_paths(&service, before);
+        let mut paths = logged_paths(service, before);
         assert_eq!(paths.len(), 150);
         // Connections finish in any order; the multiset is what repeats.
         paths.sort();
@@ -201,14 +194,11 @@ async fn the_same_seed_sends_the_same_requests() {
 
 #[tokio::test]
 async fn the_service_continues_the_traces_the_tool_starts() {
-    let receiver = OtlpReceiver::start().await;
     // The service samples nothing of its own accord, so every span it
     // exports exists because the tool's traceparent said "sampled".
-    let service = ServiceBuilder::new(BINARY)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_TRACES_SAMPLER", "parentbased_always_off")
-        .start()
-        .await;
+    let TestApp { service, receiver } =
+        spawn_app_with(|builder| builder.env("OTEL_TRACES_SAMPLER", "parentbased_always_off"))
+            .await;
     let report = load_json(&[
         "--target",
         &service.url(""),
@@ -330,8 +320,8 @@ async fn open_loop_latency_counts_from_the_scheduled_time() {
 
 #[tokio::test]
 async fn closed_loop_sends_the_requested_count() {
-    let receiver = OtlpReceiver::start().await;
-    let service = service(&receiver).await;
+    let app = spawn_app().await;
+    let service = &app.service;
     let report = load_json(&[
         "--target",
         &service.url(""),
@@ -351,8 +341,8 @@ async fn closed_loop_sends_the_requested_count() {
 
 #[tokio::test]
 async fn ctrl_c_stops_the_run_and_prints_the_table() {
-    let receiver = OtlpReceiver::start().await;
-    let service = service(&receiver).await;
+    let app = spawn_app().await;
+    let service = &app.service;
     let child = load_command(&["--target", &service.url(""), "--rps", "100"])
         .spawn()
         .expect("cannot start somework load");

@@ -8,11 +8,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::helm::k8s_openapi::api::core::v1::PodSpec;
-use somework_testkit::helm::{Helm, Release, Rendered, scratch_dir, typed};
+use somework_testkit::helm::{Rendered, scratch_dir, typed};
 use somework_testkit::otlp::OtlpReceiver;
 use somework_testkit::service::{Service, ServiceBuilder};
 use somework_testkit::tools;
+
+use crate::helpers::Charts;
 
 /// What the downward API would give each pod.
 fn field_value(deployment: &str, field_path: &str) -> String {
@@ -92,16 +95,12 @@ async fn start_from_chart(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chart_environment_runs_the_service_and_helm_test_passes() {
-    let Some(helm) = Helm::find() else { return };
+    let Some(charts) = Charts::find() else { return };
     if Command::new("curl").arg("--version").output().is_err() {
-        assert!(
-            !tools::in_ci(),
-            "curl is needed to run the helm test script (CI=true)"
-        );
-        eprintln!("SKIPPED: curl is not installed; the helm test script needs it");
+        tools::skip("curl is not installed; the helm test script needs it");
         return;
     }
-    let rendered = helm.render(&Release::new("somework"));
+    let rendered = charts.render("somework/defaults");
     let receiver = OtlpReceiver::start().await;
     let backend = start_from_chart(&rendered, "somework-backend", &receiver, None).await;
     let frontend = start_from_chart(

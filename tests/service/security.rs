@@ -1,14 +1,13 @@
 //! No secret or PII leaks into spans or logs: a planted secret, sent in
 //! every place a client or an operator could put one, must appear nowhere.
 //! (The Sentry side of the same check runs against Bugsink in
-//! `tests/sentry_bugsink.rs`.) The URL path is recorded as `url.path`, as
+//! `tests/pipeline/sentry_bugsink.rs`.) The URL path is recorded as `url.path`, as
 //! the semantic conventions ask, so secrets must never go into paths.
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::trace::v1::Span;
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::service::ServiceBuilder;
+use somework_testkit::api::SomeworkApi as _;
+
+use crate::helpers::spawn_app_with;
 
 const SECRET: &str = "PLANTED-SECRET-7f3a9c";
 
@@ -19,18 +18,15 @@ fn span_text(span: &Span) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planted_secret_reaches_no_span_and_no_log() {
-    let receiver = OtlpReceiver::start().await;
-    let mut service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env(
+    let mut app = spawn_app_with(|s| {
+        s.env(
             "OTEL_EXPORTER_OTLP_HEADERS",
             format!("authorization=Bearer%20{SECRET}"),
         )
         .env("ERROR_RATE", "1")
         .env("RUST_LOG", "debug")
-        .start()
-        .await;
-    let client = reqwest::Client::new();
+    })
+    .await;
 
     for path in [
         format!("/somework?token={SECRET}"),
@@ -38,8 +34,8 @@ async fn a_planted_secret_reaches_no_span_and_no_log() {
         format!("/users/123?api_key={SECRET}"),
         format!("/chain?hops=1&secret={SECRET}"),
     ] {
-        let response = client
-            .get(service.url(&path))
+        let response = app
+            .request(reqwest::Method::GET, &path)
             .header("authorization", format!("Bearer {SECRET}"))
             .header("cookie", format!("session={SECRET}"))
             .header("x-api-key", SECRET)
@@ -54,13 +50,11 @@ async fn a_planted_secret_reaches_no_span_and_no_log() {
         );
     }
 
-    let spans = receiver
-        .wait_for(Duration::from_secs(10), |spans| spans.len() >= 14)
-        .await;
+    let spans = app.spans_until(|spans| spans.len() >= 14).await;
     assert!(spans.len() >= 14, "only {} spans arrived", spans.len());
-    service.terminate(Duration::from_secs(15)).await;
+    app.terminate().await;
 
-    for span in receiver.spans() {
+    for span in app.receiver.spans() {
         assert!(
             !span_text(&span.span).contains(SECRET),
             "span leaks the secret: {span:?}"
@@ -70,7 +64,7 @@ async fn a_planted_secret_reaches_no_span_and_no_log() {
             "resource leaks the secret"
         );
     }
-    for line in service.logs() {
+    for line in app.service.logs() {
         assert!(!line.contains(SECRET), "log leaks the secret: {line}");
     }
 }

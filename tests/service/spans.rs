@@ -2,66 +2,22 @@
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use serde_json::Value;
-use somework_testkit::http::{get_json, trace_id};
-use somework_testkit::otlp::{OtlpReceiver, ReceivedSpan};
-use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::otlp::{Attr, names};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn start(
-    receiver: &OtlpReceiver,
-    configure: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
-) -> Service {
-    configure(
-        ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
-    )
-    .start()
-    .await
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    get_json(url, &[]).await
-}
-
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
-    let matching: Vec<_> = spans.iter().filter(|s| s.name() == name).collect();
-    assert_eq!(
-        matching.len(),
-        1,
-        "expected one {name:?} span in {:#?}",
-        names(spans)
-    );
-    matching[0]
-}
-
-fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
-    spans.iter().map(ReceivedSpan::name).collect()
-}
-
-fn assert_child_of(child: &ReceivedSpan, parent: &ReceivedSpan) {
-    assert_eq!(
-        child.parent_span_id().as_deref(),
-        Some(parent.span_id().as_str()),
-        "{} should be a child of {}",
-        child.name(),
-        parent.name()
-    );
-}
+use crate::helpers::{WAIT, assert_child_of, one, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn somework_exports_the_nested_span_tree_with_events() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s.env("WORK_SLEEP_MS", "20")).await;
+    let app = spawn_app_with(|s| s.env("WORK_SLEEP_MS", "20")).await;
 
-    let (status, body) = get(&service.url("/somework")).await;
-    assert_eq!(status, 200);
+    let reply = app.get_somework().await;
+    assert_eq!(reply.status, 200);
+    let body = &reply.body;
     assert_eq!(body["error_work"], "succeeded");
-    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
+    let spans = app.spans_of(&reply.trace_id(), 4).await;
 
     assert_eq!(spans.len(), 4, "spans: {:?}", names(&spans));
     let server = one(&spans, "GET /somework");
@@ -83,41 +39,26 @@ async fn somework_exports_the_nested_span_tree_with_events() {
         middle.event_names(),
         ["started the sleep", "completed the sleep", "Out of Error!"]
     );
-    // The raw attribute, not the receiver's string rendering: a number of
-    // milliseconds is exported as an integer, not as a string.
-    let slept = middle
-        .span
-        .events
-        .iter()
-        .find(|event| event.name == "started the sleep")
-        .and_then(|event| {
-            event
-                .attributes
-                .iter()
-                .find(|kv| kv.key == "sleep.duration_ms")
-        })
-        .and_then(|kv| kv.value.as_ref()?.value.clone());
+    // Typed: a number of milliseconds is exported as an integer, not a string.
+    let slept = middle.event("started the sleep").expect("event")["sleep.duration_ms"].clone();
     assert_eq!(
         slept,
-        Some(any_value::Value::IntValue(
-            body["slept_ms"].as_i64().expect("slept_ms is a number")
-        )),
+        Attr::Int(body["slept_ms"].as_i64().expect("slept_ms is a number")),
         "the event records the sleep as an integer"
     );
     assert_eq!(
         middle.event("Out of Error!").expect("event")["error_work.failed"],
-        "false"
+        Attr::Bool(false)
     );
     assert!(error_work.event_names().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_span_follows_the_http_semantic_conventions() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s).await;
+    let app = spawn_app().await;
 
-    let (_, body) = get(&service.url("/users/123")).await;
-    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
+    let reply = app.get_user("123").await;
+    let spans = app.spans_of(&reply.trace_id(), 4).await;
     let server = one(&spans, "GET /users/{id}");
     assert_eq!(server.kind(), SpanKind::Server);
     assert_eq!(server.attr("http.request.method").as_deref(), Some("GET"));
@@ -125,8 +66,8 @@ async fn server_span_follows_the_http_semantic_conventions() {
     assert_eq!(server.attr("url.path").as_deref(), Some("/users/123"));
     assert_eq!(server.attr("url.scheme").as_deref(), Some("http"));
     assert_eq!(
-        server.attr("http.response.status_code").as_deref(),
-        Some("200")
+        server.attribute("http.response.status_code"),
+        Some(Attr::Int(200))
     );
     assert_eq!(
         server.attr("network.protocol.version").as_deref(),
@@ -142,23 +83,26 @@ async fn server_span_follows_the_http_semantic_conventions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handled_error_marks_error_work_only_and_the_request_succeeds() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s.env("ERROR_RATE", "1")).await;
+    let app = spawn_app_with(|s| s.env("ERROR_RATE", "1")).await;
 
-    let (status, body) = get(&service.url("/somework")).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["error_work"], "failed_and_handled");
-    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
+    let reply = app.get_somework().await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["error_work"], "failed_and_handled");
+    let spans = app.spans_of(&reply.trace_id(), 4).await;
 
     let error_work = one(&spans, "ErrorWork");
     assert_eq!(error_work.status_code(), StatusCode::Error);
     let exception = error_work.event("exception").expect("an exception event");
     assert_eq!(exception["exception.type"], "somework::work::WorkError");
-    assert!(exception["exception.message"].contains("ErrorWork failed"));
+    assert!(
+        exception["exception.message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ErrorWork failed"))
+    );
     let middle = one(&spans, "MiddleWork");
     assert_eq!(
         middle.event("Out of Error!").expect("event")["error_work.failed"],
-        "true"
+        Attr::Bool(true)
     );
     for name in ["MiddleWork", "somework", "GET /somework"] {
         assert_eq!(
@@ -171,13 +115,12 @@ async fn a_handled_error_marks_error_work_only_and_the_request_succeeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errorwork_fails_the_request_and_marks_the_server_span() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s).await;
+    let app = spawn_app().await;
 
-    let (status, body) = get(&service.url("/errorwork")).await;
-    assert_eq!(status, 500);
-    assert!(body["error"].as_str().unwrap().contains("ErrorWork failed"));
-    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
+    let reply = app.get_errorwork().await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.error().contains("ErrorWork failed"));
+    let spans = app.spans_of(&reply.trace_id(), 4).await;
 
     let error_work = one(&spans, "ErrorWork");
     assert_eq!(error_work.status_code(), StatusCode::Error);
@@ -185,8 +128,8 @@ async fn errorwork_fails_the_request_and_marks_the_server_span() {
     let server = one(&spans, "GET /errorwork");
     assert_eq!(server.status_code(), StatusCode::Error);
     assert_eq!(
-        server.attr("http.response.status_code").as_deref(),
-        Some("500")
+        server.attribute("http.response.status_code"),
+        Some(Attr::Int(500))
     );
     assert_eq!(server.attr("error.type").as_deref(), Some("500"));
     // The error passed through the spans in between, without a second exception event.
@@ -199,9 +142,8 @@ async fn errorwork_fails_the_request_and_marks_the_server_span() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incoming_traceparent_is_continued() {
-    let receiver = OtlpReceiver::start().await;
     // A ratio of 0 would drop every root; the sampled parent must win.
-    let service = start(&receiver, |s| {
+    let app = spawn_app_with(|s| {
         s.env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
             .env("OTEL_TRACES_SAMPLER_ARG", "0")
     })
@@ -210,18 +152,19 @@ async fn an_incoming_traceparent_is_continued() {
     let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{parent_trace}-{parent_span}-01");
-    let (status, body) = get_json(
-        &service.url("/somework"),
-        &[
-            ("traceparent", &traceparent),
-            ("tracestate", "vendor=value"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(trace_id(&body), parent_trace);
+    let reply = app
+        .get_with_headers(
+            "/somework",
+            &[
+                ("traceparent", &traceparent),
+                ("tracestate", "vendor=value"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.trace_id(), parent_trace);
 
-    let spans = receiver.trace(parent_trace, 4, WAIT).await;
+    let spans = app.spans_of(parent_trace, 4).await;
     let server = one(&spans, "GET /somework");
     assert_eq!(server.parent_span_id().as_deref(), Some(parent_span));
     assert_eq!(server.span.trace_state, "vendor=value");
@@ -229,14 +172,14 @@ async fn an_incoming_traceparent_is_continued() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_with_two_hops_is_one_trace_with_three_server_spans() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s).await;
+    let app = spawn_app().await;
 
-    let (status, body) = get(&service.url("/chain?hops=2")).await;
-    assert_eq!(status, 200);
+    let reply = app.get_chain(2).await;
+    assert_eq!(reply.status, 200);
+    let body = &reply.body;
     assert_eq!(body["downstream"]["downstream"]["hops"], 0);
-    let trace = trace_id(&body);
-    let spans = receiver.trace(&trace, 5, WAIT).await;
+    let trace = reply.trace_id();
+    let spans = app.spans_of(&trace, 5).await;
 
     let servers: Vec<_> = spans
         .iter()
@@ -265,12 +208,12 @@ async fn chain_with_two_hops_is_one_trace_with_three_server_spans() {
         assert_eq!(client.name(), "GET");
         assert_eq!(client.attr("http.request.method").as_deref(), Some("GET"));
         assert_eq!(
-            client.attr("http.response.status_code").as_deref(),
-            Some("200")
+            client.attribute("http.response.status_code"),
+            Some(Attr::Int(200))
         );
         assert_eq!(
-            client.attr("server.port"),
-            Some(service.addr().port().to_string())
+            client.attribute("server.port"),
+            Some(Attr::Int(i64::from(app.service.addr().port())))
         );
         let next = servers
             .iter()
@@ -283,8 +226,7 @@ async fn chain_with_two_hops_is_one_trace_with_three_server_spans() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resource_comes_from_the_environment() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| {
+    let app = spawn_app_with(|s| {
         s.env("OTEL_SERVICE_NAME", "somework-frontend").env(
             "OTEL_RESOURCE_ATTRIBUTES",
             "service.name=ignored,k8s.namespace.name=demo,deployment.environment.name=ci%20run",
@@ -292,8 +234,8 @@ async fn resource_comes_from_the_environment() {
     })
     .await;
 
-    let (_, body) = get(&service.url("/somework")).await;
-    let spans = receiver.trace(&trace_id(&body), 4, WAIT).await;
+    let reply = app.get_somework().await;
+    let spans = app.spans_of(&reply.trace_id(), 4).await;
     let resource = &spans[0].resource;
     assert_eq!(
         resource["service.name"], "somework-frontend",
@@ -310,25 +252,28 @@ async fn resource_comes_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_are_not_traced_but_unknown_routes_and_methods_are() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s).await;
+    let app = spawn_app().await;
 
-    assert_eq!(get(&service.url("/healthz")).await.0, 200);
-    assert_eq!(get(&service.url("/readyz")).await.0, 200);
-    let (status, not_found) = get(&service.url("/no/such/path")).await;
-    assert_eq!(status, 404);
-    let response = reqwest::Client::new()
-        .post(service.url("/somework"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 405);
-    let not_allowed: Value = response.json().await.expect("JSON body");
+    assert_eq!(app.get_healthz().await.status, 200);
+    assert_eq!(app.get_readyz().await.status, 200);
+    let not_found = app.get("/no/such/path").await;
+    assert_eq!(not_found.status, 404);
+    let not_allowed = app
+        .send(app.request(reqwest::Method::POST, "/somework"))
+        .await;
+    assert_eq!(not_allowed.status, 405);
 
-    let spans = receiver.wait_for(WAIT, |spans| spans.len() >= 2).await;
+    let answered = [not_found.trace_id(), not_allowed.trace_id()];
+    let spans = app
+        .spans_until(|spans| {
+            answered
+                .iter()
+                .all(|trace| spans.iter().any(|s| &s.trace_id() == trace))
+        })
+        .await;
     let not_found_span = spans
         .iter()
-        .find(|s| s.trace_id() == trace_id(&not_found))
+        .find(|s| s.trace_id() == not_found.trace_id())
         .expect("404 span");
     assert_eq!(
         not_found_span.name(),
@@ -343,18 +288,17 @@ async fn probes_are_not_traced_but_unknown_routes_and_methods_are() {
     );
     let not_allowed_span = spans
         .iter()
-        .find(|s| s.trace_id() == trace_id(&not_allowed))
+        .find(|s| s.trace_id() == not_allowed.trace_id())
         .expect("405 span");
     assert_eq!(
-        not_allowed_span
-            .attr("http.response.status_code")
-            .as_deref(),
-        Some("405")
+        not_allowed_span.attribute("http.response.status_code"),
+        Some(Attr::Int(405))
     );
 
-    // Give a late probe span time to show up before asserting there is none.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let paths: Vec<_> = receiver
+    // Spans are exported in the order they end, and the probes ended before
+    // the 404 did: had a probe been traced, its span would be here already.
+    let paths: Vec<_> = app
+        .receiver
         .spans()
         .iter()
         .filter_map(|s| s.attr("url.path"))
@@ -367,24 +311,22 @@ async fn probes_are_not_traced_but_unknown_routes_and_methods_are() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_spans_that_the_schedule_would_send_much_later() {
-    let receiver = OtlpReceiver::start().await;
-    let mut service = start(&receiver, |s| s.env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
+    let mut app = spawn_app_with(|s| s.env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
 
     let mut trace_ids = Vec::new();
     for _ in 0..5 {
-        let (_, body) = get(&service.url("/somework")).await;
-        trace_ids.push(trace_id(&body));
+        trace_ids.push(app.get_somework().await.trace_id());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        receiver.spans().is_empty(),
+        app.receiver.spans().is_empty(),
         "nothing is exported before the schedule or shutdown"
     );
 
-    let (status, took) = service.terminate(Duration::from_secs(15)).await;
+    let (status, took) = app.terminate().await;
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
-    let spans = receiver.spans();
+    let spans = app.receiver.spans();
     for trace in &trace_ids {
         let count = spans.iter().filter(|s| &s.trace_id() == trace).count();
         assert_eq!(count, 4, "trace {trace} arrived incomplete");
@@ -393,17 +335,15 @@ async fn sigterm_flushes_spans_that_the_schedule_would_send_much_later() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_logs_carry_the_trace_id() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver, |s| s).await;
+    let app = spawn_app().await;
 
-    let (_, body) = get(&service.url("/somework")).await;
-    let trace = trace_id(&body);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let line = service
-        .json_logs()
-        .into_iter()
-        .find(|l| l["message"] == "request" && l["trace_id"] == trace.as_str())
-        .expect("a request log line with the trace id");
+    let trace = app.get_somework().await.trace_id();
+    let line = app
+        .service
+        .wait_for_log(WAIT, |l| {
+            l["message"] == "request" && l["trace_id"] == trace.as_str()
+        })
+        .await;
     assert_eq!(line["status"], 200);
     assert_eq!(line["path"], "/somework");
 }

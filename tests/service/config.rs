@@ -1,7 +1,7 @@
 //! Every configuration variable with a bad value stops the process with
 //! exit status 2 and a one-line message naming the variable.
 
-use somework_testkit::service::ServiceBuilder;
+use crate::helpers::service;
 
 /// (variable, bad value, a word the message must contain about the accepted form)
 const BAD_VALUES: &[(&str, &str, &str)] = &[
@@ -43,10 +43,11 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
 async fn every_bad_value_exits_2_naming_the_variable() {
     let mut failures = Vec::new();
     for (var, value, form) in BAD_VALUES {
-        let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        let (status, stdout, stderr) = service()
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
-            .env(var, *value);
-        let (status, stdout, stderr) = service.run_to_exit().await;
+            .env(var, *value)
+            .run_to_exit()
+            .await;
         let message = stderr.trim();
         let ok = status.code() == Some(2)
             && message.lines().count() == 1
@@ -66,9 +67,7 @@ async fn every_bad_value_exits_2_naming_the_variable() {
 
 #[tokio::test]
 async fn an_unknown_subcommand_is_a_usage_error() {
-    let (status, _, stderr) = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .run_to_exit_with_args(&["no-such-command"])
-        .await;
+    let (status, _, stderr) = service().run_to_exit_with_args(&["no-such-command"]).await;
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("no-such-command"), "{stderr}");
 }
@@ -77,18 +76,18 @@ async fn an_unknown_subcommand_is_a_usage_error() {
 /// service must not break `--help` (nor, later, other subcommands).
 #[tokio::test]
 async fn only_serve_reads_the_service_environment() {
-    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+    let builder = service()
         .env("SENTRY_DSN", "garbage")
         .env("OTEL_TRACES_SAMPLER", "bogus");
 
     for args in [&["--help"][..], &["serve", "--help"]] {
-        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        let (status, stdout, stderr) = builder.run_to_exit_with_args(args).await;
         assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stdout.contains("Usage:"), "{args:?}: {stdout}");
     }
 
     for args in [&[][..], &["serve"]] {
-        let (status, stdout, stderr) = service.run_to_exit_with_args(args).await;
+        let (status, stdout, stderr) = builder.run_to_exit_with_args(args).await;
         let message = stderr.trim();
         assert_eq!(status.code(), Some(2), "{args:?}: {message}");
         assert_eq!(message.lines().count(), 1, "{args:?}: {message}");

@@ -1,18 +1,9 @@
 //! Bad requests get a 4xx JSON answer with a trace id, and malformed trace
 //! context never fails a request. Table-driven: each case states its answer.
 
-use std::time::Duration;
+use somework_testkit::api::SomeworkApi as _;
 
-use serde_json::Value;
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::service::{Service, ServiceBuilder};
-
-async fn start(receiver: &OtlpReceiver) -> Service {
-    ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .start()
-        .await
-}
+use crate::helpers::spawn_app;
 
 /// (method, path and query, expected status, a phrase the error must contain)
 const BAD_REQUESTS: &[(&str, &str, u16, &str)] = &[
@@ -36,26 +27,14 @@ const BAD_REQUESTS: &[(&str, &str, u16, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_a_json_4xx() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
-    let client = reqwest::Client::new();
+    let app = spawn_app().await;
 
     let mut failures = Vec::new();
     for (method, path, expected, phrase) in BAD_REQUESTS {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let response = client
-            .request(method.clone(), service.url(path))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let reply = app.send(app.request(method.clone(), path)).await;
+        let (status, body) = (reply.status, &reply.body);
+        let content_type = reply.content_type.as_deref().unwrap_or_default();
         let message = body["error"].as_str().unwrap_or_default();
         if status != *expected || content_type != "application/json" || !message.contains(phrase) {
             failures.push(format!(
@@ -89,23 +68,22 @@ const BAD_TRACEPARENTS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_trace_context_starts_a_fresh_trace() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
-    let client = reqwest::Client::new();
+    let app = spawn_app().await;
 
     let mut answered = Vec::new();
     for traceparent in BAD_TRACEPARENTS {
-        let response = client
-            .get(service.url("/somework"))
-            .header("traceparent", *traceparent)
-            .header("tracestate", "=bad,,key=@@@,\tx")
-            .header("baggage", "%%%;;==,k=v;;")
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 200, "traceparent {traceparent:?}");
-        let body: Value = response.json().await.expect("JSON");
-        let trace_id = body["trace_id"].as_str().expect("trace_id").to_owned();
+        let reply = app
+            .get_with_headers(
+                "/somework",
+                &[
+                    ("traceparent", *traceparent),
+                    ("tracestate", "=bad,,key=@@@,\tx"),
+                    ("baggage", "%%%;;==,k=v;;"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "traceparent {traceparent:?}");
+        let trace_id = reply.trace_id();
         assert!(
             !trace_id.eq_ignore_ascii_case("4bf92f3577b34da6a3ce929d0e0e4736"),
             "adopted the ids of the malformed {traceparent:?}"
@@ -113,8 +91,8 @@ async fn malformed_trace_context_starts_a_fresh_trace() {
         answered.push((traceparent, trace_id));
     }
 
-    let spans = receiver
-        .wait_for(Duration::from_secs(10), |spans| {
+    let spans = app
+        .spans_until(|spans| {
             spans
                 .iter()
                 .filter(|s| s.parent_span_id().is_none())
@@ -137,47 +115,26 @@ async fn malformed_trace_context_starts_a_fresh_trace() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_headers_and_bodies_are_refused_with_json() {
-    let receiver = OtlpReceiver::start().await;
-    let service = start(&receiver).await;
-    let client = reqwest::Client::new();
+    let app = spawn_app().await;
 
     let huge = "x".repeat(70 * 1024);
     for path in ["/somework", "/healthz"] {
-        let response = client
-            .get(service.url(path))
-            .header("x-padding", huge.as_str())
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 431, "{path}");
-        let body: Value = response.json().await.expect("JSON");
-        assert!(
-            body["error"].as_str().unwrap().contains("headers exceed"),
-            "{body}"
-        );
+        let reply = app
+            .get_with_headers(path, &[("x-padding", huge.as_str())])
+            .await;
+        assert_eq!(reply.status, 431, "{path}");
+        assert!(reply.error().contains("headers exceed"), "{}", reply.body);
     }
 
-    let response = client
-        .post(service.url("/somework"))
-        .body(vec![b'x'; 64 * 1024])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 413);
-    let body: Value = response.json().await.expect("JSON");
-    assert!(
-        body["error"].as_str().unwrap().contains("body exceeds"),
-        "{body}"
-    );
+    let reply = app
+        .send(
+            app.request(reqwest::Method::POST, "/somework")
+                .body(vec![b'x'; 64 * 1024]),
+        )
+        .await;
+    assert_eq!(reply.status, 413);
+    assert!(reply.error().contains("body exceeds"), "{}", reply.body);
 
     // The service is unharmed.
-    assert_eq!(
-        client
-            .get(service.url("/somework"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        200
-    );
+    assert_eq!(app.get_somework().await.status, 200);
 }

@@ -5,163 +5,22 @@
 //! so the tests run in parallel.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use serde_json::Value;
 use somework_testkit::collector::{self, Collector, CollectorBuilder};
 use somework_testkit::sentry_double::{IngestedSpan, SentryDouble};
-use somework_testkit::service::{Service, ServiceBuilder};
+use somework_testkit::service::ServiceBuilder;
 use somework_testkit::tools;
 
-/// The project that the default configs map the demo's services to.
-const PROJECT: &str = "somework-demo";
-/// A project named like a service that the configs do not map.
-const STRAY: &str = "stray-service";
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The spans of one `/somework` or `/errorwork` request (see tests/spans.rs).
-fn span_names(route: &str) -> BTreeSet<String> {
-    [
-        &format!("GET {route}"),
-        "somework",
-        "MiddleWork",
-        "ErrorWork",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect()
-}
-
-/// The environment the Sentry-exporting configs need, pointing at `double`.
-fn sentry_env(double: &SentryDouble) -> Vec<(&'static str, String)> {
-    vec![
-        ("SENTRY_URL", double.url()),
-        ("SENTRY_ORG", double.org().to_owned()),
-        ("SENTRY_AUTH_TOKEN", double.token().to_owned()),
-        ("SENTRY_PROJECT", PROJECT.to_owned()),
-    ]
-}
-
-/// A collector running `config` that exports to `double`.
-///
-/// The `sentry` exporter builds each project's ingest URL from the DSN's scheme
-/// and host only (sentry-go's `Dsn.GetHost()`), dropping the port: it posts to
-/// `http://127.0.0.1/api/{id}/...` for the double's `http://key@127.0.0.1:PORT/id`.
-/// So the test sends the exporter's HTTP client through the double as its HTTP
-/// proxy (`http.proxy_url`, a standard confighttp setting), which delivers every
-/// request to the double with the exact URL the exporter computed.
-async fn sentry_collector(binary: &Path, config: &str, double: &SentryDouble) -> Collector {
-    let mut builder = CollectorBuilder::new(binary, config)
-        .set("exporters.sentry.http.proxy_url", &double.url())
-        .set("processors.batch.timeout", "200ms");
-    for (key, value) in sentry_env(double) {
-        builder = builder.env(key, value);
-    }
-    builder.start().await
-}
-
-async fn service(collector: &Collector, service_name: &str) -> Service {
-    ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            collector.otlp_grpc_endpoint(),
-        )
-        .env("OTEL_SERVICE_NAME", service_name)
-        .start()
-        .await
-}
-
-/// GETs `path` and returns the status and the trace id from the JSON body.
-async fn request(service: &Service, path: &str) -> (u16, String) {
-    let response = reqwest::get(service.url(path))
-        .await
-        .expect("request failed");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("JSON body");
-    let trace_id = body["trace_id"]
-        .as_str()
-        .expect("trace_id in body")
-        .to_owned();
-    (status, trace_id)
-}
-
-/// The accepted spans grouped by trace id.
-fn by_trace(spans: &[IngestedSpan]) -> BTreeMap<String, Vec<&IngestedSpan>> {
-    let mut traces: BTreeMap<String, Vec<&IngestedSpan>> = BTreeMap::new();
-    for span in spans {
-        traces.entry(span.span.trace_id()).or_default().push(span);
-    }
-    traces
-}
-
-fn names(spans: &[&IngestedSpan]) -> BTreeSet<String> {
-    spans.iter().map(|s| s.span.name().to_owned()).collect()
-}
-
-/// True when every trace in `wanted` arrived with all its spans.
-fn complete(spans: &[IngestedSpan], wanted: &[(String, &str)]) -> bool {
-    let traces = by_trace(spans);
-    wanted.iter().all(|(trace_id, route)| {
-        traces
-            .get(trace_id)
-            .is_some_and(|t| names(t) == span_names(route))
-    })
-}
-
-/// Asserts that each trace arrived whole, once, at `project` with its key, and that
-/// `/errorwork` traces kept their Error status.
-fn assert_delivered(spans: &[IngestedSpan], wanted: &[(String, &str)], project_id: u64, key: &str) {
-    let traces = by_trace(spans);
-    for (trace_id, route) in wanted {
-        let trace = traces
-            .get(trace_id)
-            .unwrap_or_else(|| panic!("trace {trace_id} of {route} never arrived"));
-        let mut names: Vec<_> = trace.iter().map(|s| s.span.name().to_owned()).collect();
-        names.sort();
-        let mut expected: Vec<_> = span_names(route).into_iter().collect();
-        expected.sort();
-        assert_eq!(names, expected, "spans of {route} trace {trace_id}");
-        for span in trace {
-            assert_eq!(
-                span.project_id,
-                project_id,
-                "project of {}",
-                span.span.name()
-            );
-            assert_eq!(
-                span.sentry_key,
-                key,
-                "x-sentry-auth key of {}",
-                span.span.name()
-            );
-            let expected_status = if *route == "/errorwork" {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
-            };
-            assert_eq!(
-                span.span.status_code(),
-                expected_status,
-                "status of {} in {route}",
-                span.span.name()
-            );
-        }
-    }
-}
-
-/// The value of one series in Prometheus text format, e.g.
-/// `metric(text, r#"up{job="x"}"#)`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
+use crate::helpers::{
+    PROJECT, STRAY, WAIT, assert_delivered, by_trace, complete, metric, metric_sum, names, request,
+    sentry_env, service, span_names, spawn_collector_app,
+};
 
 #[test]
 fn every_config_validates() {
@@ -287,8 +146,8 @@ async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
         .page_size(1)
         .start()
         .await;
-    let collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
-    let service = service(&collector, "somework").await;
+    let app = spawn_collector_app(&binary, "otel-collector.yaml", double).await;
+    let double = &app.double;
 
     let mut wanted = Vec::new();
     for route in [
@@ -298,11 +157,11 @@ async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
         "/errorwork",
         "/somework",
     ] {
-        let (status, trace_id) = request(&service, route).await;
+        let (status, trace_id) = app.call(route).await;
         assert_eq!(status, if route == "/errorwork" { 500 } else { 200 });
         wanted.push((trace_id, route));
     }
-    let foreign = send_foreign_resources(&collector).await;
+    let foreign = send_foreign_resources(&app.collector).await;
     let foreign_ids: Vec<String> = ["somework-frontend", "somework-backend", STRAY]
         .iter()
         .map(|name| foreign[name].clone())
@@ -401,7 +260,6 @@ async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
             .iter()
             .all(|q| q.as_deref().is_some_and(|q| q.starts_with("cursor=")))
     );
-    drop(service);
 }
 
 #[test]
@@ -548,7 +406,7 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
             plain.insert(trace_id);
         }
     }
-    // Every error trace, whole; then one more decision period for late decisions.
+    // Every error trace, whole; then every decision made and its spans sent.
     let spans = double
         .wait_for(Duration::from_secs(30), |spans| complete(spans, &errors))
         .await;
@@ -561,7 +419,28 @@ async fn tail_sampling_keeps_every_error_trace_and_a_fraction_of_the_rest() {
             .count(),
         errors.len()
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = collector.metrics().await;
+        let decided = metric_sum(
+            &metrics,
+            "otelcol_processor_tail_sampling_global_count_traces_sampled",
+        );
+        let sent = metric(
+            &metrics,
+            r#"otelcol_exporter_sent_spans{exporter="sentry"}"#,
+        );
+        if decided >= 200.0 && sent == Some(double.spans().len() as f64) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector decided {decided} of 200 traces and sent {sent:?} spans, \
+             of which the double has {}:\n{metrics}",
+            double.spans().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let spans = double.spans();
     let project = double.project(PROJECT);
     assert_delivered(&spans, &errors, project.id, &project.public_key);
@@ -616,28 +495,25 @@ async fn the_service_survives_collector_restarts_and_reconnects() {
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let mut collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
-    let service = service(&collector, "somework").await;
-    let project = double.project(PROJECT);
+    let mut app = spawn_collector_app(&binary, "otel-collector.yaml", double).await;
+    let project = app.double.project(PROJECT);
 
-    let (_, before) = request(&service, "/somework").await;
+    let (_, before) = app.call("/somework").await;
     let wanted = [(before, "/somework")];
-    let spans = double
-        .wait_for(WAIT, |spans| complete(spans, &wanted))
-        .await;
+    let spans = app.delivered(&wanted).await;
     assert_delivered(&spans, &wanted, project.id, &project.public_key);
 
     // A rollout (SIGTERM), then a crash (SIGKILL). While the collector is down the
     // service keeps answering, promptly, and only its exports fail.
     for crash in [false, true] {
         if crash {
-            collector.kill().await;
+            app.collector.kill().await;
         } else {
-            collector.stop().await;
+            app.collector.stop().await;
         }
         for _ in 0..5 {
             let started = std::time::Instant::now();
-            let (status, _) = request(&service, "/somework").await;
+            let (status, _) = app.call("/somework").await;
             assert_eq!(status, 200);
             assert!(
                 started.elapsed() < Duration::from_secs(2),
@@ -646,13 +522,13 @@ async fn the_service_survives_collector_restarts_and_reconnects() {
             );
         }
 
-        collector.start_again().await;
+        app.collector.start_again().await;
         let mut after = Vec::new();
         for route in ["/somework", "/errorwork", "/somework"] {
-            let (_, trace_id) = request(&service, route).await;
+            let (_, trace_id) = app.call(route).await;
             after.push((trace_id, route));
         }
-        let spans = double.wait_for(WAIT, |spans| complete(spans, &after)).await;
+        let spans = app.delivered(&after).await;
         assert_delivered(&spans, &after, project.id, &project.public_key);
     }
 }
@@ -669,17 +545,16 @@ async fn the_local_config_prints_every_span() {
     let service = service(&collector, "somework").await;
     let (_, trace_id) = request(&service, "/somework").await;
 
-    let deadline = std::time::Instant::now() + WAIT;
-    let printed = loop {
-        let logs = collector.logs().join("\n");
-        let names_seen = span_names("/somework")
-            .iter()
-            .all(|name| logs.contains(&format!("Name           : {name}\n")));
-        if (logs.contains(&trace_id) && names_seen) || std::time::Instant::now() > deadline {
-            break logs;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let printed = collector
+        .wait_for_logs(WAIT, |lines| {
+            let logs = lines.join("\n");
+            logs.contains(&trace_id)
+                && span_names("/somework")
+                    .iter()
+                    .all(|name| logs.contains(&format!("Name           : {name}\n")))
+        })
+        .await
+        .join("\n");
     assert!(
         printed.contains(&format!("Trace ID       : {trace_id}")),
         "{printed}"

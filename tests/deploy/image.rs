@@ -3,15 +3,12 @@
 //! the user and port the somework chart expects. (The image itself is built
 //! and its size checked by .github/workflows/e2e-kind.yml.)
 
-use std::path::Path;
 use std::process::Command;
 
-use somework_testkit::helm::{Helm, Release, scratch_dir};
+use somework_testkit::helm::scratch_dir;
 use somework_testkit::tools;
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
+use crate::helpers::{Charts, read};
 
 /// The lines of the final build stage.
 fn final_stage(dockerfile: &str) -> Vec<&str> {
@@ -68,8 +65,8 @@ fn final_image_is_distroless_and_runs_as_the_charts_user() {
     assert!(stage.contains(&"ENTRYPOINT [\"/usr/local/bin/somework\"]"));
     assert!(stage.contains(&"EXPOSE 8080"));
 
-    let Some(helm) = Helm::find() else { return };
-    let rendered = helm.render(&Release::new("somework"));
+    let Some(charts) = Charts::find() else { return };
+    let rendered = charts.render("somework/defaults");
     for name in ["somework-frontend", "somework-backend"] {
         let spec = rendered.deployment_pod_spec(name);
         let security = spec.security_context.unwrap_or_default();
@@ -104,7 +101,7 @@ fn build_context_holds_the_whole_workspace() {
         ".git",
         "helm",
         "k8s",
-        "tests/helm_charts.rs",
+        "tests/deploy/main.rs",
     ] {
         assert!(
             !admitted(&dockerignore, path),

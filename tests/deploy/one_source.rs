@@ -1,0 +1,192 @@
+//! One source for each fact that many files must agree on, and a test that
+//! fails when one of them drifts:
+//! - the collector's pipelines: the `pipeline` enum of the otel-collector
+//!   chart's values schema (`helpers::pipelines`);
+//! - the namespaces: `OBS_NS` and `APP_NS` in `scripts/lib.sh`
+//!   (`somework_testkit::helm::namespaces`), which the scripts use and
+//!   every in-cluster address and `kubectl -n` must name.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use somework_testkit::helm::{chart_dir, namespaces};
+use somework_testkit::tools::repo_root;
+
+use crate::helpers::{pipelines, read};
+
+/// The words (`[a-z][a-z0-9-]*`) that follow each `marker` in `text`.
+fn words_after(text: &str, marker: &str) -> Vec<String> {
+    text.match_indices(marker)
+        .map(|(at, _)| {
+            text[at + marker.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+                .collect::<String>()
+        })
+        .filter(|word| word.starts_with(|c: char| c.is_ascii_lowercase()))
+        .collect()
+}
+
+fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+/// Every text file of the project that can name a pipeline or a namespace.
+fn project_files() -> Vec<(PathBuf, String)> {
+    let root = repo_root();
+    let mut paths = Vec::new();
+    for dir in [
+        "src",
+        "helm",
+        "collector-config",
+        "k8s",
+        "scripts",
+        ".github",
+        "tests",
+    ] {
+        files_under(&root.join(dir), &mut paths);
+    }
+    for file in ["README.md", "Makefile"] {
+        paths.push(root.join(file));
+    }
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some((
+                path.strip_prefix(&root).unwrap_or(&path).to_path_buf(),
+                text,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn every_file_names_only_the_pipelines_of_the_schema() {
+    let pipelines: BTreeSet<String> = pipelines().into_iter().collect();
+    let templates = chart_dir("otel-collector").join("templates");
+
+    // The chart's templates compare the pipeline only with known names...
+    let mut named = Vec::new();
+    for entry in std::fs::read_dir(&templates).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let text = read(&path);
+        for marker in ["$pipeline \"", "\"otel-collector.pipeline\" .) \""] {
+            for word in words_after(&text, marker) {
+                named.push((path.display().to_string(), word));
+            }
+        }
+    }
+    // ...and map each of them, and no other, to a file.
+    let helpers = read(&templates.join("_helpers.tpl"));
+    let files_dict = helpers
+        .lines()
+        .find(|line| line.contains("$files := dict"))
+        .unwrap_or_else(|| panic!("_helpers.tpl has no $files dict"));
+    let keys: BTreeSet<String> = files_dict
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        keys, pipelines,
+        "_helpers.tpl maps other pipelines than the schema names"
+    );
+
+    // The scripts ask for known pipelines only.
+    let up = read(&repo_root().join("scripts/up.sh"));
+    for marker in ["pipeline=", "mode="] {
+        for word in words_after(&up, marker) {
+            named.push(("scripts/up.sh".to_owned(), word));
+        }
+    }
+    assert!(named.len() >= 8, "too few pipeline names found: {named:?}");
+    let unknown: Vec<_> = named
+        .iter()
+        .filter(|(_, p)| !pipelines.contains(p))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "pipelines the schema does not know (helm/otel-collector/values.schema.json): {unknown:?}"
+    );
+}
+
+/// The namespace each chart's Services live in, by Service name.
+fn namespace_of_service(service: &str) -> Option<&'static str> {
+    let namespaces = namespaces();
+    match service {
+        "otel-collector" | "jaeger" | "bugsink" => Some(&namespaces.observability),
+        s if s.starts_with("somework-") => Some(&namespaces.app),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_in_cluster_address_and_namespace_flag_names_the_scripts_namespaces() {
+    let namespaces = namespaces();
+    let known = [namespaces.observability.as_str(), namespaces.app.as_str()];
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (path, text) in project_files() {
+        let at = |what: String| format!("{}: {what}", path.display());
+        // <service>.<namespace>.svc.cluster.local
+        for (end, _) in text.match_indices(".svc.cluster.local") {
+            let host: String = text[..end]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let Some((service, namespace)) = host.rsplit_once('.') else {
+                continue; // a templated name, e.g. {{ $ns }}.svc.cluster.local
+            };
+            let service = service.rsplit('.').next().unwrap_or(service);
+            if let Some(expected) = namespace_of_service(service) {
+                checked += 1;
+                if namespace != expected {
+                    wrong.push(at(format!(
+                        "{host}.svc.cluster.local (expected {expected})"
+                    )));
+                }
+            }
+        }
+        // kubectl -n NS, helm --namespace NS
+        for marker in [" -n ", " --namespace "] {
+            for word in words_after(&text, marker) {
+                checked += 1;
+                if !known.contains(&word.as_str()) {
+                    wrong.push(at(format!("{}{word}", marker.trim_start())));
+                }
+            }
+        }
+        // The NetworkPolicy's default scrape namespace.
+        for word in words_after(&text, "kubernetes.io/metadata.name: ") {
+            checked += 1;
+            if word != namespaces.observability {
+                wrong.push(at(format!("metadata.name: {word}")));
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} namespace mentions found");
+    assert!(
+        wrong.is_empty(),
+        "files disagree with OBS_NS={} and APP_NS={} in scripts/lib.sh:\n{}",
+        namespaces.observability,
+        namespaces.app,
+        wrong.join("\n")
+    );
+}

@@ -1,0 +1,86 @@
+//! Starting services that point at faulty telemetry backends, and measuring
+//! what the faults cost them.
+
+use std::time::{Duration, Instant};
+
+use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::service::{Service, ServiceBuilder};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// The shutdown bound the service promises.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// Held by every test of this suite for its whole run, so that no two of
+/// them share the machine. A Tokio mutex, because each test has its own
+/// runtime and holds the guard across awaits; it has no poisoning, so one
+/// failed test does not fail the rest.
+pub async fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+/// The service exporting spans to `endpoint`.
+pub fn otlp(endpoint: impl Into<String>) -> ServiceBuilder {
+    ServiceBuilder::new(env!("CARGO_BIN_EXE_somework")).env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+}
+
+/// Sends `rounds` requests to each service in turn and returns each one's
+/// latencies, sorted.
+pub async fn interleaved_latencies(
+    services: &[&Service],
+    path: &str,
+    rounds: usize,
+) -> Vec<Vec<Duration>> {
+    let mut latencies = vec![Vec::with_capacity(rounds); services.len()];
+    for _ in 0..rounds {
+        for (service, samples) in services.iter().zip(&mut latencies) {
+            let started = Instant::now();
+            let reply = service.get(path).await;
+            assert!(
+                (200..300).contains(&reply.status),
+                "{path}: {}",
+                reply.status
+            );
+            samples.push(started.elapsed());
+        }
+    }
+    for samples in &mut latencies {
+        samples.sort();
+    }
+    latencies
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+}
+
+pub fn assert_near_healthy(label: &str, healthy: &[Duration], faulty: &[Duration]) {
+    let (healthy, faulty) = (p99(healthy), p99(faulty));
+    let bound = (healthy * 3).max(healthy + Duration::from_millis(50));
+    eprintln!("{label}: p99 {faulty:?} against healthy {healthy:?}");
+    assert!(
+        faulty <= bound,
+        "{label}: p99 {faulty:?} exceeds {bound:?} (healthy p99 {healthy:?})"
+    );
+}
+
+/// How many of the service's log lines have a message containing `message_part`.
+pub fn count_logs(service: &Service, message_part: &str) -> usize {
+    service
+        .json_logs()
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message_part))
+        })
+        .count()
+}
+
+pub async fn assert_prompt_clean_exit(mut service: Service) {
+    let (status, took) = service
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < SHUTDOWN_BOUND, "shutdown took {took:?}");
+}

@@ -1,0 +1,152 @@
+//! Long and repeated collector outages: the service reconnects after a
+//! restart, and through an outage its memory stays flat while every span is
+//! accounted for (exported, failed, dropped or unsent at exit).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::net::Blackhole;
+use somework_testkit::otlp::OtlpReceiver;
+use somework_testkit::process::rss_kib;
+
+use crate::helpers::{SHUTDOWN_BOUND, assert_prompt_clean_exit, otlp, serial};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_reconnects_after_a_collector_restart() {
+    let _serial = serial().await;
+    let receiver = OtlpReceiver::start().await;
+    let service = otlp(receiver.endpoint()).start().await;
+    let request = || async {
+        let reply = service.get_somework().await;
+        assert_eq!(reply.status, 200, "the service kept answering");
+        reply.trace_id()
+    };
+
+    let before = request().await;
+    receiver.trace(&before, 4, Duration::from_secs(10)).await;
+    let addr = receiver.kill().await;
+
+    // The collector is gone: requests still succeed.
+    for _ in 0..50 {
+        request().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let restarted = OtlpReceiver::start_on(addr).await;
+    let mut after = Vec::new();
+    for _ in 0..20 {
+        after.push(request().await);
+    }
+    let spans = restarted
+        .wait_for(Duration::from_secs(20), |spans| {
+            let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
+            after.iter().all(|t| ids.contains(t))
+        })
+        .await;
+    let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
+    let missing = after.iter().filter(|t| !ids.contains(*t)).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} traces created after the restart never arrived"
+    );
+    assert_prompt_clean_exit(service).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_stays_flat_and_every_span_is_accounted_for_through_a_long_outage() {
+    const QUEUE: usize = 1000;
+    const CLIENTS: usize = 8;
+    let _serial = serial().await;
+    let hung = Blackhole::start().await;
+    let mut service = otlp(format!("http://{}", hung.addr()))
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", QUEUE.to_string())
+        .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "256")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+        .start()
+        .await;
+    let pid = service.pid();
+    let url = service.url("/somework");
+
+    let run = |duration: Duration| {
+        let url = url.clone();
+        async move {
+            let deadline = Instant::now() + duration;
+            let tasks: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        let client = reqwest::Client::new();
+                        let mut answered = 0u64;
+                        while Instant::now() < deadline {
+                            let response = client.get(&url).send().await.expect("request");
+                            assert_eq!(response.status(), 200);
+                            answered += 1;
+                        }
+                        answered
+                    })
+                })
+                .collect();
+            let mut answered = 0;
+            for task in tasks {
+                answered += task.await.expect("client task");
+            }
+            answered
+        }
+    };
+
+    let warmup = run(Duration::from_secs(3)).await;
+    let rss_warm = rss_kib(pid);
+    let mut answered = warmup;
+    let mut peak = rss_warm;
+    for _ in 0..4 {
+        answered += run(Duration::from_secs(3)).await;
+        peak = peak.max(rss_kib(pid));
+    }
+    eprintln!("{answered} requests; RSS after warm-up {rss_warm} KiB, peak after {peak} KiB");
+    assert!(
+        peak <= rss_warm + 32 * 1024,
+        "RSS grew from {rss_warm} KiB to {peak} KiB during the outage"
+    );
+
+    let (status, took) = service
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    assert!(
+        status.success() && took < SHUTDOWN_BOUND,
+        "{status:?} after {took:?}"
+    );
+
+    // Every span ended is exported, failed, dropped, or unsent at exit.
+    let summary = service
+        .json_logs()
+        .into_iter()
+        .find(|l| l["message"] == "span export summary")
+        .expect("a span export summary at shutdown");
+    let count = |field: &str| {
+        summary[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} in {summary}"))
+    };
+    let (exported, failed, dropped, unsent) = (
+        count("spans.exported"),
+        count("spans.failed"),
+        count("spans.dropped"),
+        count("spans.unsent"),
+    );
+    eprintln!("exported {exported}, failed {failed}, dropped {dropped}, unsent {unsent}");
+    assert_eq!(exported, 0, "nothing can be exported to a hung collector");
+    assert!(
+        dropped > 0,
+        "the queue never filled; the outage was too short to test anything"
+    );
+    assert!(
+        unsent <= QUEUE as u64,
+        "more than the queue was held: {unsent}"
+    );
+    assert_eq!(
+        exported + failed + dropped + unsent,
+        4 * answered,
+        "spans went missing from the accounting"
+    );
+}

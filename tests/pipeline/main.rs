@@ -1,0 +1,10 @@
+//! The telemetry pipeline end to end, with real components: the collector
+//! built with ocb between the service and a Sentry API test double (the one
+//! piece that cannot run here), and a real Bugsink receiving the service's
+//! error events through the `sentry` crate.
+
+mod bugsink_harness;
+mod collector;
+mod first_hour;
+mod helpers;
+mod sentry_bugsink;

@@ -1,0 +1,14 @@
+//! The service on its own: the spans it exports, its sampling, its
+//! configuration, its answers to bad requests, and what it never leaks.
+//! Most tests run the real binary against an in-process OTLP receiver
+//! (`helpers::spawn_app`); `router` calls the axum Router in-process where
+//! no socket is needed.
+
+mod bad_requests;
+mod config;
+mod helpers;
+mod load;
+mod router;
+mod sampling;
+mod security;
+mod spans;

@@ -1,0 +1,203 @@
+//! The Router called in-process with `tower::ServiceExt::oneshot`, as axum's
+//! `examples/testing` does: answers that need no socket, no process and no
+//! exporter. What a request does to spans and logs is tested on the real
+//! binary (`spans`, `bad_requests`).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use somework::config::WorkConfig;
+use somework::downstream::Downstream;
+use somework::routes::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
+use somework::routes::{AppState, Readiness, router};
+use somework::work::Work;
+use tower::ServiceExt as _;
+
+/// The router with no simulated sleep or failure. `/chain` calls go to a
+/// port nobody listens on; the tests here never send one that far.
+fn app(readiness: Readiness) -> Router {
+    let downstream = "http://127.0.0.1:9".parse().expect("a valid URL");
+    router(AppState {
+        work: Work::new(WorkConfig {
+            max_sleep: Duration::ZERO,
+            error_rate: 0.0,
+        }),
+        downstream: Downstream::new(downstream).expect("an HTTP client"),
+        service_name: "somework".into(),
+        readiness,
+    })
+}
+
+/// Sends `request` through a fresh router; returns the status and JSON body.
+async fn call(router: Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+        Some(&b"application/json"[..]),
+        "every answer is JSON"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a readable body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {bytes:?}"));
+    (status, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let (status, body) = call(app(Readiness::ready()), get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_turns_503_once_shutdown_begins_while_healthz_stays_ok() {
+    let readiness = Readiness::ready();
+    let (status, body) = call(app(readiness.clone()), get("/readyz")).await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &"ready".into()));
+
+    readiness.set_not_ready();
+    let (status, body) = call(app(readiness.clone()), get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "shutting down");
+    let (status, _) = call(app(readiness), get("/healthz")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "liveness does not depend on readiness"
+    );
+}
+
+#[tokio::test]
+async fn somework_answers_with_its_report() {
+    let (status, body) = call(app(Readiness::ready()), get("/somework")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["error_work"], "succeeded");
+    assert_eq!(body["slept_ms"], 0);
+}
+
+#[tokio::test]
+async fn errorwork_answers_500_with_the_error() {
+    let (status, body) = call(app(Readiness::ready()), get("/errorwork")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ErrorWork failed")),
+        "{body}"
+    );
+}
+
+/// (method, uri, expected status, a phrase the error must contain)
+const REJECTED: &[(&str, &str, StatusCode, &str)] = &[
+    ("GET", "/users/abc", StatusCode::BAD_REQUEST, "whole number"),
+    ("GET", "/users/7", StatusCode::NOT_FOUND, "user 7 not found"),
+    (
+        "GET",
+        "/chain?hops=11",
+        StatusCode::BAD_REQUEST,
+        "from 0 to 10",
+    ),
+    (
+        "GET",
+        "/no/such/route",
+        StatusCode::NOT_FOUND,
+        "no route for /no/such/route",
+    ),
+    (
+        "POST",
+        "/somework",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+    ),
+    (
+        "POST",
+        "/healthz",
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+    ),
+];
+
+#[tokio::test]
+async fn rejected_requests_get_a_json_error() {
+    for (method, uri, expected, phrase) in REJECTED {
+        let request = Request::builder()
+            .method(*method)
+            .uri(*uri)
+            .body(Body::empty())
+            .expect("a valid request");
+        let (status, body) = call(app(Readiness::ready()), request).await;
+        assert_eq!(status, *expected, "{method} {uri}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(phrase)),
+            "{method} {uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn headers_are_limited_at_the_documented_size() {
+    // The limit counts names and values together.
+    let name = "x-padding";
+    let at_limit = "x".repeat(MAX_HEADER_BYTES - name.len());
+    let request = |value: &str| {
+        Request::get("/healthz")
+            .header(name, value)
+            .body(Body::empty())
+            .expect("a valid request")
+    };
+    let (status, _) = call(app(Readiness::ready()), request(&at_limit)).await;
+    assert_eq!(status, StatusCode::OK, "{MAX_HEADER_BYTES} bytes pass");
+    let (status, body) = call(app(Readiness::ready()), request(&format!("{at_limit}x"))).await;
+    assert_eq!(
+        status,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("headers exceed")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn declared_bodies_are_limited_at_the_documented_size() {
+    let request = |length: u64| {
+        Request::get("/healthz")
+            .header(header::CONTENT_LENGTH, length)
+            .body(Body::from(vec![
+                b'x';
+                usize::try_from(length).expect("small")
+            ]))
+            .expect("a valid request")
+    };
+    let (status, _) = call(app(Readiness::ready()), request(MAX_BODY_BYTES)).await;
+    assert_eq!(status, StatusCode::OK, "{MAX_BODY_BYTES} bytes pass");
+    let (status, body) = call(app(Readiness::ready()), request(MAX_BODY_BYTES + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("body exceeds")),
+        "{body}"
+    );
+}
