@@ -1,6 +1,6 @@
 # Every target is a thin wrapper around a script in scripts/, so the scripts
 # stay the single source of truth and work without make too.
-.PHONY: test run up down bugsink build-collector render-k8s lint
+.PHONY: test run up down bugsink build-collector render-k8s lint bench
 
 ## Run the whole test suite (what CI runs). Installs the tools it needs into .tools/.
 test:
@@ -34,6 +34,10 @@ build-collector:
 ## Regenerate k8s/ from the Helm charts.
 render-k8s:
 	scripts/render-k8s.sh
+
+## What tracing costs the service, side by side; writes BENCHMARKS.md.
+bench:
+	scripts/bench.sh
 
 ## Formatting, clippy and shellcheck only.
 lint:

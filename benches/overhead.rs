@@ -1,129 +1,787 @@
-//! What tracing costs the service: the real binary with tracing off
-//! (`OTEL_SDK_DISABLED=true`, the baseline), with the default 20% head
-//! sampling, and with every trace sampled, all exporting to a healthy
-//! in-process OTLP receiver.
+//! `make bench` (scripts/bench.sh): what tracing costs the service, and what
+//! the load tool itself can do. Writes the results into BENCHMARKS.md.
 //!
-//! The three run side by side and take turns, round after round, so that
-//! the noise of a shared machine falls on all of them alike; the report
-//! gives ratios to the baseline. Run with `cargo bench --bench overhead`.
+//! Placement: the service alone on CPU 0; the load tool (`somework load`,
+//! open loop, at a fixed rate well under saturation) and the real collector
+//! (`otelcol-somework`, debug exporter at basic verbosity) on CPU 1. The
+//! headline is the service's own CPU time per request, read from /proc, so
+//! the load on the rest of the machine changes it little.
+//!
+//! The modes run side by side, one service process each, and take turns
+//! round after round (A B C A B C ...), so that a noisy neighbour falls on
+//! all of them alike. Ratios to the baseline are taken pair by pair within
+//! a round; the report gives their median.
+//!
+//! Needs taskset, wrk (the `WRK` variable, set by scripts/bench.sh) and the
+//! collector (`SOMEWORK_TOOLS_DIR`). `-- --quick` runs fewer, shorter rounds.
 
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
+use nix::unistd::{SysconfVar, sysconf};
+use serde_json::Value;
 use somework_testkit::api::SomeworkApi as _;
-use somework_testkit::otlp::OtlpReceiver;
-use somework_testkit::process::rss_kib;
+use somework_testkit::collector::{self, Collector, CollectorBuilder};
 use somework_testkit::service::{Service, ServiceBuilder};
+use tokio::process::Command;
 
-const ROUNDS: usize = 20;
-const REQUESTS_PER_ROUND: usize = 250;
-const CONCURRENCY: usize = 8;
+const BINARY: &str = env!("CARGO_BIN_EXE_somework");
+const SERVICE_CPU: &str = "0";
+const LOAD_CPU: &str = "1";
+/// Where the results go, between these markers; the rest of the file is
+/// written by hand.
+const RESULTS_START: &str = "<!-- bench:start -->";
+const RESULTS_END: &str = "<!-- bench:end -->";
 
-struct Variant {
-    name: &'static str,
-    service: Service,
-    latencies: Vec<Duration>,
-    busy: Duration,
+struct Plan {
+    rounds: usize,
+    seconds: u64,
+    /// Requests per second for /somework: about a tenth of what one core
+    /// serves with tracing off, so every mode stays far from saturation.
+    rate: u32,
+    /// /chain?hops=3 runs four requests per call.
+    chain_rate: u32,
+    memory_seconds: u64,
+    wrk_seconds: u64,
+    wrk_rounds: usize,
 }
 
-async fn round(client: &reqwest::Client, url: &str) -> (Vec<Duration>, Duration) {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let client = client.clone();
-        let url = url.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            for _ in 0..REQUESTS_PER_ROUND / CONCURRENCY {
-                let sent = Instant::now();
-                let response = client.get(&url).send().await.expect("request");
-                assert!(response.status().is_success());
-                response.bytes().await.expect("body");
-                latencies.push(sent.elapsed());
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                rounds: 3,
+                seconds: 4,
+                rate: 2000,
+                chain_rate: 300,
+                memory_seconds: 20,
+                wrk_seconds: 3,
+                wrk_rounds: 2,
             }
-            latencies
-        }));
+        } else {
+            Self {
+                rounds: 5,
+                seconds: 10,
+                rate: 2000,
+                chain_rate: 300,
+                memory_seconds: 60,
+                wrk_seconds: 5,
+                wrk_rounds: 3,
+            }
+        }
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client task"));
-    }
-    (latencies, started.elapsed())
 }
 
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+/// A tracing configuration under test.
+struct Mode {
+    name: &'static str,
+    env: &'static [(&'static str, &'static str)],
+}
+
+const MODES: [Mode; 3] = [
+    Mode {
+        name: "`OTEL_SDK_DISABLED=true` (baseline)",
+        env: &[("OTEL_SDK_DISABLED", "true")],
+    },
+    Mode {
+        name: "`parentbased_traceidratio` 0.1",
+        env: &[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ],
+    },
+    Mode {
+        name: "`parentbased_always_on`",
+        env: &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+    },
+];
+
+fn clock_ticks_per_second() -> f64 {
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        _ => 100.0,
+    }
+}
+
+/// User plus system CPU time of a process, threads that already exited
+/// included, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The command name may contain spaces; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat format")
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / clock_ticks_per_second()
+}
+
+/// A `VmRSS`/`VmHWM`-style line of /proc/PID/status, in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("status field");
+    kib / 1024.0
+}
+
+/// CPU time used by children that were waited for, in seconds.
+fn children_cpu_seconds() -> f64 {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage(RUSAGE_CHILDREN)");
+    let seconds = |t: TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    seconds(usage.user_time()) + seconds(usage.system_time())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Runs `somework load` on the load CPU and returns its JSON report and the
+/// CPU time it used.
+async fn load(args: &[String]) -> (Value, f64) {
+    let before = children_cpu_seconds();
+    let output = Command::new("taskset")
+        .args(["-c", LOAD_CPU, BINARY, "load", "--json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("cannot run somework load");
+    assert!(
+        output.status.success(),
+        "somework load failed: {}",
+        output.status
+    );
+    let report = serde_json::from_slice(&output.stdout).expect("the load tool's JSON");
+    (report, children_cpu_seconds() - before)
+}
+
+fn field(report: &Value, path: &[&str]) -> f64 {
+    let mut value = report;
+    for key in path {
+        value = &value[*key];
+    }
+    value.as_f64().unwrap_or(f64::NAN)
+}
+
+async fn start_service(collector: &str, extra: &[(&str, &str)]) -> Service {
+    let mut builder = ServiceBuilder::new(BINARY)
+        .wrapped_in(&["taskset", "-c", SERVICE_CPU])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
+        // The SDK's default batch schedule, not the tests' short one.
+        .remove_env("OTEL_BSP_SCHEDULE_DELAY")
+        .remove_env("OTEL_TRACES_SAMPLER");
+    for (key, value) in extra {
+        builder = builder.env(key, *value);
+    }
+    builder.start().await
+}
+
+/// The service's span counts from its shutdown summary (zero with tracing off).
+async fn stop_service(mut service: Service) -> SpanCounts {
+    let (status, _) = service.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "the service failed: {status}");
+    let summary = service
+        .json_logs()
+        .into_iter()
+        .find(|line| line["message"] == "span export summary");
+    let count = |key: &str| {
+        summary
+            .as_ref()
+            .and_then(|line| line[key].as_u64())
+            .unwrap_or(0)
+    };
+    SpanCounts {
+        exported: count("spans.exported"),
+        failed: count("spans.failed"),
+        dropped: count("spans.dropped"),
+        unsent: count("spans.unsent"),
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SpanCounts {
+    exported: u64,
+    failed: u64,
+    dropped: u64,
+    unsent: u64,
+}
+
+impl SpanCounts {
+    fn created(&self) -> u64 {
+        self.exported + self.failed + self.dropped + self.unsent
+    }
+}
+
+/// One mode's measurements over the rounds.
+#[derive(Default)]
+struct Measured {
+    cpu_per_request: Vec<f64>,
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    late: Vec<f64>,
+}
+
+/// Interleaved rounds over the three modes; returns one `Measured` per mode.
+async fn interleaved(services: &[Service], plan: &Plan, load_args: &[String]) -> Vec<Measured> {
+    let rounds = plan.rounds;
+    let mut measured: Vec<Measured> = services.iter().map(|_| Measured::default()).collect();
+    // One warm-up run each, not counted: connections, allocator, caches.
+    for service in services {
+        let mut args = load_args.to_vec();
+        args.extend(["--target".into(), service.url("")]);
+        args.extend(["--duration".into(), "1s".into()]);
+        load(&args).await;
+    }
+    for round in 0..rounds {
+        for (service, measured) in services.iter().zip(&mut measured) {
+            let mut args = load_args.to_vec();
+            args.extend(["--target".into(), service.url("")]);
+            args.extend(["--duration".into(), format!("{}s", plan.seconds)]);
+            let before = cpu_seconds(service.pid());
+            let (report, _) = load(&args).await;
+            let cpu = cpu_seconds(service.pid()) - before;
+            let finished = field(&report, &["finished"]);
+            measured.cpu_per_request.push(cpu / finished * 1e6);
+            measured.rate.push(field(&report, &["achieved_rate"]));
+            measured
+                .p50
+                .push(field(&report, &["all", "latency_ms", "p50"]));
+            measured
+                .p99
+                .push(field(&report, &["all", "latency_ms", "p99"]));
+            measured.late.push(field(&report, &["late"]));
+        }
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+    measured
+}
+
+/// Median over rounds of `baseline[r] / mode[r]` (or the inverse).
+fn paired_ratio(baseline: &[f64], mode: &[f64], baseline_over_mode: bool) -> f64 {
+    let mut ratios: Vec<f64> = baseline
+        .iter()
+        .zip(mode)
+        .map(|(b, m)| if baseline_over_mode { b / m } else { m / b })
+        .collect();
+    median(&mut ratios)
+}
+
+fn overhead_table(
+    out: &mut String,
+    measured: &mut [Measured],
+    spans: &[SpanCounts],
+    peak_rss: &[f64],
+    unit: &str,
+) {
+    let _ = writeln!(
+        out,
+        "| mode | CPU per {unit} (µs) | off / mode (CPU) | req/s | p50 ms | p99 ms | p99 / off | peak RSS MiB | spans created | exported | dropped | failed |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let baseline_cpu = measured[0].cpu_per_request.clone();
+    let baseline_p99 = measured[0].p99.clone();
+    for (i, mode) in MODES.iter().enumerate() {
+        let m = &mut measured[i];
+        let cpu_ratio = paired_ratio(&baseline_cpu, &m.cpu_per_request, true);
+        let p99_ratio = paired_ratio(&baseline_p99, &m.p99, false);
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.1} | {} | {} | {} | {} |",
+            mode.name,
+            median(&mut m.cpu_per_request.clone()),
+            cpu_ratio,
+            median(&mut m.rate.clone()),
+            median(&mut m.p50.clone()),
+            median(&mut m.p99.clone()),
+            p99_ratio,
+            peak_rss[i],
+            spans[i].created(),
+            spans[i].exported,
+            spans[i].dropped,
+            spans[i].failed,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nPer round, CPU µs per {unit} (off, 10%, always-on): {}",
+        (0..measured[0].cpu_per_request.len())
+            .map(|r| {
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    measured[0].cpu_per_request[r],
+                    measured[1].cpu_per_request[r],
+                    measured[2].cpu_per_request[r]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
+/// The modes side by side against one endpoint.
+async fn overhead(
+    out: &mut String,
+    plan: &Plan,
+    collector: &Collector,
+    title: &str,
+    unit: &str,
+    load_args: &[String],
+) {
+    let endpoint = collector.otlp_grpc_endpoint();
+    let mut services = Vec::new();
+    for mode in &MODES {
+        services.push(start_service(&endpoint, mode.env).await);
+    }
+    let mut measured = interleaved(&services, plan, load_args).await;
+    let peak_rss: Vec<f64> = services
+        .iter()
+        .map(|service| status_mib(service.pid(), "VmHWM:"))
+        .collect();
+    let mut spans = Vec::new();
+    for service in services {
+        spans.push(stop_service(service).await);
+    }
+    let _ = writeln!(out, "### {title}\n");
+    overhead_table(out, &mut measured, &spans, &peak_rss, unit);
+    let late: f64 = measured.iter().flat_map(|m| m.late.iter()).sum();
+    let _ = writeln!(
+        out,
+        "\nRequests the load tool sent more than 1 ms late, all rounds and modes: {late:.0}.\n"
+    );
+}
+
+/// RSS before and after a long run with always-on sampling and no collector.
+async fn memory_with_collector_down(out: &mut String, plan: &Plan) {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let service = start_service(
+        &format!("http://{closed}"),
+        &[("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+    )
+    .await;
+    let args = |seconds: u64| {
+        vec![
+            "--target".to_owned(),
+            service.url(""),
+            "--rps".to_owned(),
+            plan.rate.to_string(),
+            "--duration".to_owned(),
+            format!("{seconds}s"),
+            "--mix".to_owned(),
+            "somework=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ]
+    };
+    load(&args(5)).await;
+    let before = status_mib(service.pid(), "VmRSS:");
+    let (report, _) = load(&args(plan.memory_seconds)).await;
+    let after = status_mib(service.pid(), "VmRSS:");
+    let spans = stop_service(service).await;
+    let _ = writeln!(
+        out,
+        "### Memory with the collector down\n\n`parentbased_always_on`, the exporter pointed at a closed port, {} req/s of `/somework`:\n",
+        plan.rate
+    );
+    let _ = writeln!(
+        out,
+        "| RSS after 5 s warm-up | RSS after {} s more | growth | requests | p99 ms | spans dropped (queue full) | failed (export) |",
+        plan.memory_seconds
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| {before:.1} MiB | {after:.1} MiB | {:.1} MiB | {:.0} | {:.3} | {} | {} |\n",
+        after - before,
+        field(&report, &["finished"]),
+        field(&report, &["all", "latency_ms", "p99"]),
+        spans.dropped,
+        spans.failed
+    );
+}
+
+/// The load tool's own speed against wrk's, on the same core, same target.
+async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
+    let service = start_service("http://127.0.0.1:9", &[("OTEL_SDK_DISABLED", "true")]).await;
+    let url = service.url("/healthz");
+    let connections = "32";
+    let seconds = plan.wrk_seconds.to_string();
+    let mut wrk_rates = Vec::new();
+    let mut wrk_cpu = Vec::new();
+    let mut tool_rates = Vec::new();
+    let mut tool_cpu = Vec::new();
+    for _ in 0..plan.wrk_rounds {
+        let before = children_cpu_seconds();
+        let output = Command::new("taskset")
+            .args(["-c", LOAD_CPU])
+            .arg(wrk)
+            .args(["-t1", "-c", connections, "-d", &format!("{seconds}s"), &url])
+            .output()
+            .await
+            .expect("cannot run wrk");
+        let cpu = children_cpu_seconds() - before;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let total: f64 = text
+            .lines()
+            .find_map(|line| line.trim().split_once(" requests in "))
+            .and_then(|(count, _)| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
+        let rate: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("Requests/sec:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
+        wrk_rates.push(rate);
+        wrk_cpu.push(cpu / total * 1e6);
+
+        let (report, cpu) = load(&[
+            "--target".to_owned(),
+            service.url(""),
+            "--concurrency".to_owned(),
+            connections.to_owned(),
+            "--duration".to_owned(),
+            format!("{seconds}s"),
+            "--mix".to_owned(),
+            "healthz=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ])
+        .await;
+        tool_rates.push(field(&report, &["achieved_rate"]));
+        tool_cpu.push(cpu / field(&report, &["finished"]) * 1e6);
+    }
+    let wrk_rate = median(&mut wrk_rates.clone());
+    let target_rate = (wrk_rate * 0.9).floor();
+    let (open, _) = load(&[
+        "--target".to_owned(),
+        service.url(""),
+        "--rps".to_owned(),
+        target_rate.to_string(),
+        "--connections".to_owned(),
+        connections.to_owned(),
+        "--duration".to_owned(),
+        format!("{seconds}s"),
+        "--mix".to_owned(),
+        "healthz=1".to_owned(),
+        "--no-traceparent".to_owned(),
+    ])
+    .await;
+    drop(service);
+    let ratio = paired_ratio(&wrk_rates, &tool_rates, false);
+    let _ = writeln!(
+        out,
+        "### The load tool against wrk\n\n`/healthz` of the service (tracing off) on CPU {SERVICE_CPU}; the client on CPU {LOAD_CPU}, {connections} connections, {} rounds of {seconds} s, taking turns.\n",
+        plan.wrk_rounds
+    );
+    let _ = writeln!(
+        out,
+        "| client | req/s (median) | client CPU per request (µs) |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| wrk 4.1 (`-t1 -c{connections}`) | {wrk_rate:.0} | {:.1} |",
+        median(&mut wrk_cpu)
+    );
+    let _ = writeln!(
+        out,
+        "| `somework load --concurrency {connections}` | {:.0} | {:.1} |",
+        median(&mut tool_rates),
+        median(&mut tool_cpu)
+    );
+    let _ = writeln!(
+        out,
+        "\nClosed loop, `somework load` / wrk, paired per round, median: **{ratio:.2}**. Open loop at 90% of wrk's rate ({target_rate:.0} req/s, {connections} connections): achieved {:.0} req/s, {:.0} of {:.0} requests sent more than 1 ms late, p99 {:.3} ms.\n",
+        field(&open, &["achieved_rate"]),
+        field(&open, &["late"]),
+        field(&open, &["sent"]),
+        field(&open, &["all", "latency_ms", "p99"]),
+    );
+}
+
+/// Instructions the service executes per request in each mode, counted by
+/// callgrind: unlike CPU time, the count does not move with the load on the
+/// machine, so it shows changes of a few per cent that the CPU figures of a
+/// busy machine hide. The service runs under valgrind; the counters are
+/// zeroed after a warm-up and dumped once the load tool has sent `requests`
+/// requests and the batch export thread has exported their spans.
+async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
+    let endpoint = collector.otlp_grpc_endpoint();
+    let dir = std::env::temp_dir().join(format!("somework-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("callgrind output directory");
+    let mut per_request = Vec::new();
+    for (i, mode) in MODES.iter().enumerate() {
+        let out_file = dir.join(format!("mode-{i}.out"));
+        let out_arg = format!("--callgrind-out-file={}", out_file.display());
+        let mut builder = ServiceBuilder::new(BINARY)
+            .wrapped_in(&["valgrind", "--tool=callgrind", &out_arg])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            // Exports happen while counting, not at shutdown.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("TOKIO_WORKER_THREADS", "1")
+            .remove_env("OTEL_TRACES_SAMPLER");
+        for (key, value) in mode.env {
+            builder = builder.env(key, *value);
+        }
+        let service = builder.start().await;
+        let pid = service.pid().to_string();
+        // Warm-up: connections, allocator, lazily built state.
+        load(&[
+            "--target".to_owned(),
+            service.url(""),
+            "--requests".to_owned(),
+            "50".to_owned(),
+            "--rps".to_owned(),
+            "100".to_owned(),
+            "--mix".to_owned(),
+            "somework=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ])
+        .await;
+        let control = |args: &[&str]| {
+            let status = std::process::Command::new("callgrind_control")
+                .args(args)
+                .arg(&pid)
+                .stdout(Stdio::null())
+                .status()
+                .expect("callgrind_control");
+            assert!(status.success(), "callgrind_control {args:?} failed");
+        };
+        control(&["--zero"]);
+        let (report, _) = load(&[
+            "--target".to_owned(),
+            service.url(""),
+            "--requests".to_owned(),
+            requests.to_string(),
+            "--rps".to_owned(),
+            "100".to_owned(),
+            "--connections".to_owned(),
+            "4".to_owned(),
+            "--mix".to_owned(),
+            "somework=1".to_owned(),
+            "--no-traceparent".to_owned(),
+        ])
+        .await;
+        assert_eq!(
+            field(&report, &["all", "status", "2xx"]),
+            f64::from(requests)
+        );
+        // Two batch schedules, so the last spans are exported and counted.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        control(&["--dump"]);
+        drop(service);
+        let totals: f64 = std::fs::read_dir(&dir)
+            .expect("callgrind output")
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("mode-{i}.out"))
+            })
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .filter_map(|text| {
+                text.lines()
+                    .find_map(|line| {
+                        line.strip_prefix("summary:")
+                            .or(line.strip_prefix("totals:"))
+                    })
+                    .and_then(|value| value.trim().parse::<f64>().ok())
+            })
+            .sum();
+        per_request.push(totals / f64::from(requests));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = writeln!(
+        out,
+        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every 200 ms (counted too).\n"
+    );
+    let _ = writeln!(out, "| mode | instructions per request | off / mode |");
+    let _ = writeln!(out, "|---|---|---|");
+    for (mode, count) in MODES.iter().zip(&per_request) {
+        let _ = writeln!(
+            out,
+            "| {} | {count:.0} | {:.2} |",
+            mode.name,
+            per_request[0] / count
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|name| name.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "{} CPUs ({model}), {}, kernel {}",
+        command_output("nproc", &["--all"]),
+        command_output(
+            "sh",
+            &["-c", "free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"]
+        ),
+        command_output("uname", &["-r"]),
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|avg| avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn write_results(results: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let section = format!("{RESULTS_START}\n{results}{RESULTS_END}");
+    let updated = match (current.find(RESULTS_START), current.find(RESULTS_END)) {
+        (Some(start), Some(end)) if start < end => format!(
+            "{}{section}{}",
+            &current[..start],
+            &current[end + RESULTS_END.len()..]
+        ),
+        _ => format!("{current}\n{section}\n"),
+    };
+    std::fs::write(&path, updated).expect("cannot write BENCHMARKS.md");
+    eprintln!("wrote {}", path.display());
 }
 
 #[tokio::main]
 async fn main() {
-    let receiver = OtlpReceiver::start().await;
-    let base = || {
-        ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-            .env("OTEL_BSP_SCHEDULE_DELAY", "1000")
-    };
-    let mut variants = vec![
-        Variant {
-            name: "tracing off (baseline)",
-            service: base().env("OTEL_SDK_DISABLED", "true").start().await,
-            latencies: Vec::new(),
-            busy: Duration::ZERO,
-        },
-        Variant {
-            name: "20% sampled",
-            service: base()
-                .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-                .env("OTEL_TRACES_SAMPLER_ARG", "0.2")
-                .start()
-                .await,
-            latencies: Vec::new(),
-            busy: Duration::ZERO,
-        },
-        Variant {
-            name: "100% sampled",
-            service: base().start().await,
-            latencies: Vec::new(),
-            busy: Duration::ZERO,
-        },
-    ];
-
-    let client = reqwest::Client::new();
-    for _ in 0..ROUNDS {
-        for variant in &mut variants {
-            let (latencies, busy) = round(&client, &variant.service.url("/somework")).await;
-            variant.latencies.extend(latencies);
-            variant.busy += busy;
-        }
-    }
-
-    let requests = (ROUNDS * REQUESTS_PER_ROUND) as f64;
-    let baseline_rate = requests / variants[0].busy.as_secs_f64();
-    let baseline_p99 = {
-        let mut sorted = variants[0].latencies.clone();
-        sorted.sort();
-        percentile(&sorted, 99)
-    };
-    let baseline_rss = rss_kib(variants[0].service.pid()) as f64;
-    println!(
-        "{:<24} {:>10} {:>8} {:>10} {:>10} {:>8} {:>10} {:>8}",
-        "variant", "req/s", "ratio", "p50", "p99", "ratio", "RSS KiB", "ratio"
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    // `--only somework` (or wrk, chain, memory) runs one section, e.g. to
+    // measure one change quickly.
+    let only = args
+        .iter()
+        .position(|arg| arg == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let runs = |section: &str| only.as_deref().is_none_or(|only| only == section);
+    let plan = Plan::new(quick);
+    let collector_bin = collector::binary().expect(
+        "no collector: run scripts/build-collector.sh or set SOMEWORK_TOOLS_DIR (make bench does)",
     );
-    for variant in &mut variants {
-        variant.latencies.sort();
-        let rate = requests / variant.busy.as_secs_f64();
-        let p99 = percentile(&variant.latencies, 99);
-        let rss = rss_kib(variant.service.pid());
-        println!(
-            "{:<24} {:>10.0} {:>8.2} {:>10.2?} {:>10.2?} {:>8.2} {:>10} {:>8.2}",
-            variant.name,
-            rate,
-            rate / baseline_rate,
-            percentile(&variant.latencies, 50),
-            p99,
-            p99.as_secs_f64() / baseline_p99.as_secs_f64(),
-            rss,
-            rss as f64 / baseline_rss,
-        );
+    let wrk = std::env::var_os("WRK")
+        .map(PathBuf::from)
+        .expect("WRK is not set: run the benchmark with make bench (scripts/bench.sh unpacks wrk)");
+
+    let started = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let load_before = load_average();
+    let mut out = String::new();
+
+    let mut collector = CollectorBuilder::new(&collector_bin, "local.yaml")
+        .set("exporters.debug.verbosity", "basic")
+        .start()
+        .await;
+    let collector_pid = collector.pid().expect("the collector runs").to_string();
+    let pinned = std::process::Command::new("taskset")
+        .args(["-a", "-cp", LOAD_CPU, &collector_pid])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset");
+    assert!(
+        pinned.success(),
+        "cannot pin the collector to CPU {LOAD_CPU}"
+    );
+
+    if runs("wrk") {
+        load_tool_against_wrk(&mut out, &plan, &wrk).await;
     }
-    println!("spans received: {}", receiver.spans().len());
+
+    let somework = |rate: u32, mix: &str| {
+        vec![
+            "--rps".to_owned(),
+            rate.to_string(),
+            "--mix".to_owned(),
+            mix.to_owned(),
+            "--hops".to_owned(),
+            "3".to_owned(),
+            "--connections".to_owned(),
+            "16".to_owned(),
+            "--no-traceparent".to_owned(),
+        ]
+    };
+    if runs("somework") {
+        overhead(
+            &mut out,
+            &plan,
+            &collector,
+            &format!(
+                "`/somework`, open loop at {} req/s, {} rounds of {} s",
+                plan.rate, plan.rounds, plan.seconds
+            ),
+            "request",
+            &somework(plan.rate, "somework=1"),
+        )
+        .await;
+    }
+    if runs("chain") {
+        overhead(
+        &mut out,
+        &plan,
+        &collector,
+        &format!(
+            "`/chain?hops=3` (four requests to the same service per call), open loop at {} calls/s, {} rounds of {} s",
+            plan.chain_rate, plan.rounds, plan.seconds
+        ),
+        "call",
+        &somework(plan.chain_rate, "chain=1"),
+    )
+    .await;
+    }
+    if runs("instructions") {
+        instructions(&mut out, &collector, if quick { 300 } else { 1000 }).await;
+    }
+    if runs("memory") {
+        memory_with_collector_down(&mut out, &plan).await;
+    }
+    collector.stop().await;
+
+    let header = format!(
+        "## Latest run\n\n- Date: {started}\n- Machine: {}\n- Command: `make bench`{}{}\n- Load average (1, 5, 15 min) at the start: {load_before}; at the end: {}\n\n",
+        machine(),
+        if quick { " (`--quick`)" } else { "" },
+        only.map(|only| format!(" (`--only {only}`)"))
+            .unwrap_or_default(),
+        load_average()
+    );
+    let results = format!("{header}{out}");
+    println!("{results}");
+    write_results(&results);
 }

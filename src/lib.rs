@@ -8,6 +8,7 @@
 //! - [`routes`] holds the HTTP handlers, [`work`] the traced simulated work,
 //!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown;
+//! - [`load`] is `somework load`, a load generator for the service.
 //! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 // Outside tests, a failure is handled or reported, never a panic.
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod downstream;
 mod error;
+pub mod load;
 pub mod routes;
 pub mod serve;
 pub mod server;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use somework::serve;
+use somework::{load, serve};
 
 /// A reference service for distributed tracing: OpenTelemetry -> Collector -> Sentry.
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(serve::ServeArgs),
+    /// Send load to a running service: open loop by default, HDR latency per endpoint.
+    Load(Box<load::LoadArgs>),
     /// Check a deployed demo: workloads, collector counters, Jaeger, Bugsink, Sentry.
     #[cfg(feature = "verify")]
     Verify(somework::verify::VerifyArgs),
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| Command::Serve(serve::ServeArgs::default()));
     match command {
         Command::Serve(args) => serve::run(args),
+        Command::Load(args) => load::run(*args),
         #[cfg(feature = "verify")]
         Command::Verify(args) => somework::verify::run(args),
     }

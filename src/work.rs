@@ -77,25 +77,24 @@ impl Work {
         in_span("MiddleWork", Vec::new(), async {
             let sleep = self.random_sleep();
             let slept_ms = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
-            add_event(
-                "started the sleep",
+            add_event("started the sleep", || {
                 vec![KeyValue::new(
                     "sleep.duration_ms",
                     i64::try_from(slept_ms).unwrap_or(i64::MAX),
-                )],
-            );
+                )]
+            });
             tokio::time::sleep(sleep).await;
-            add_event("completed the sleep", Vec::new());
+            add_event("completed the sleep", Vec::new);
 
             let fails = match failure {
                 Failure::Handled { rate } => rand::random_bool(rate),
                 Failure::Unhandled => true,
             };
             let result = error_work(fails).await;
-            add_event(
-                "Out of Error!",
-                vec![KeyValue::new("error_work.failed", result.is_err())],
-            );
+            let failed = result.is_err();
+            add_event("Out of Error!", || {
+                vec![KeyValue::new("error_work.failed", failed)]
+            });
 
             match (result, failure) {
                 (Ok(()), _) => Ok(WorkReport {
@@ -155,6 +154,13 @@ async fn error_work(fails: bool) -> Result<(), WorkError> {
     .await
 }
 
-fn add_event(name: &'static str, attributes: Vec<KeyValue>) {
-    Context::current().span().add_event(name, attributes);
+/// Adds an event to the current span. Its attributes are built only when
+/// the span records: a span that is not sampled would drop them.
+fn add_event(name: &'static str, attributes: impl FnOnce() -> Vec<KeyValue>) {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        if span.is_recording() {
+            span.add_event(name, attributes());
+        }
+    });
 }

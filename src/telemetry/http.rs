@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_semantic_conventions::attribute::{
@@ -43,25 +43,29 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         Some(route) => format!("{} {route}", known_method(&method).unwrap_or("HTTP")),
         None => known_method(&method).unwrap_or("HTTP").to_owned(),
     };
-    let mut attributes = vec![
-        KeyValue::new(URL_PATH, path.clone()),
-        KeyValue::new(URL_SCHEME, "http"),
-        KeyValue::new(
-            NETWORK_PROTOCOL_VERSION,
-            protocol_version(request.version()),
-        ),
-    ];
-    push_method_attributes(&mut attributes, &method);
-    if let Some(route) = &route {
-        attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
-    }
-
     let tracer = tracer();
-    let span = tracer
+    let mut span = tracer
         .span_builder(name)
         .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
         .start_with_context(tracer, &parent);
+    // The samplers OTEL_TRACES_SAMPLER offers decide on the trace id and the
+    // parent alone, so the attributes are built only once the span is known
+    // to record: a request that is not sampled pays for none of them.
+    if span.is_recording() {
+        let mut attributes = vec![
+            KeyValue::new(URL_PATH, path.clone()),
+            KeyValue::new(URL_SCHEME, "http"),
+            KeyValue::new(
+                NETWORK_PROTOCOL_VERSION,
+                protocol_version(request.version()),
+            ),
+        ];
+        push_method_attributes(&mut attributes, &method);
+        if let Some(route) = &route {
+            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
+        }
+        span.set_attributes(attributes);
+    }
     let cx = parent.with_span(span);
     let started = Instant::now();
 

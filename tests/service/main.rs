@@ -7,6 +7,7 @@
 mod bad_requests;
 mod config;
 mod helpers;
+mod load;
 mod router;
 mod sampling;
 mod security;

@@ -2,6 +2,8 @@
 //! describe themselves through the downward API, and the `helm test` pod
 //! checks the endpoints.
 
+use std::process::Command;
+
 use somework_testkit::helm::k8s_openapi::api::apps::v1::Deployment;
 use somework_testkit::helm::k8s_openapi::api::core::v1::{PodSpec, Service};
 use somework_testkit::helm::typed;
@@ -53,6 +55,50 @@ fn frontend_calls_the_backend_service() {
         "somework-frontend"
     );
     assert_eq!(env_value(&backend, "OTEL_SERVICE_NAME"), "somework-backend");
+}
+
+#[test]
+fn loadgen_runs_somework_load_against_the_frontend_service() {
+    let Some(charts) = Charts::find() else { return };
+    let defaults = charts.render("somework/defaults");
+    assert!(defaults.find("Deployment", "somework-loadgen").is_none());
+
+    let rendered = charts.render("somework/loadgen");
+    let loadgen = deployment_container(&rendered, "somework-loadgen");
+    let frontend = deployment_container(&rendered, "somework-frontend");
+    assert_eq!(loadgen.image, frontend.image, "the same binary");
+    assert!(loadgen.ports.is_none());
+    let args = loadgen.args.clone().unwrap_or_default();
+    let service: Service = rendered.get("Service", "somework-frontend");
+    let port = service.spec.and_then(|s| s.ports).unwrap_or_default()[0].port;
+    assert_eq!(
+        args,
+        [
+            "load",
+            "--target",
+            &format!("http://somework-frontend:{port}"),
+            "--rps",
+            "2.5",
+            "--mix",
+            "somework=60,users=20,chain=20"
+        ]
+    );
+
+    // The real binary accepts those arguments. The Service's name does not
+    // resolve here, so the one request fails; what matters is the exit 0
+    // (a refused flag exits 2).
+    let output = Command::new(env!("CARGO_BIN_EXE_somework"))
+        .args(&args)
+        .args(["--requests", "1", "--timeout", "2s"])
+        .env_clear()
+        .output()
+        .expect("cannot run somework load");
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (set.label(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 15);
+    assert_eq!(renders.len(), 16);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -69,6 +69,18 @@ fn schema_rejects_bad_values() {
         (
             Release::new("somework").set("frontend.errorRate=1.5"),
             "/frontend/errorRate",
+        ),
+        (
+            Release::new("somework").set("loadgen.rps=0"),
+            "/loadgen/rps",
+        ),
+        (
+            Release::new("somework").set("loadgen.mix=work=1"),
+            "/loadgen/mix",
+        ),
+        (
+            Release::new("somework").set("loadgen.enabled=maybe"),
+            "/loadgen/enabled",
         ),
         (Release::new("somework").set("replicas=3"), "replicas"),
         (

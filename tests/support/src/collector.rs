@@ -242,6 +242,11 @@ impl Collector {
         format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
     }
 
+    /// The process id while it runs, e.g. to pin it to a CPU.
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().and_then(|running| running.child.id())
+    }
+
     /// Everything the collector printed so far, over all its runs.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lines()
