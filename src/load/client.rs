@@ -10,6 +10,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
@@ -175,12 +176,23 @@ impl Connection {
             headers.insert(TRACEPARENT.clone(), trace.header());
         }
 
-        // An idle keep-alive connection may have been closed by the server.
+        // An idle keep-alive connection may have been closed by the server
+        // (a draining pod closes its idle connections). The connection is
+        // polled first, so that a close already received is read before a
+        // request is written into a dead socket.
         let reused = match self.open.take() {
             Some(mut open) => {
                 let Open { sender, driver } = &mut open;
-                let ready = async { sender.ready().await.map_err(SendError::from) };
-                drive(driver, ready).await.is_ok().then_some(open)
+                let closed = tokio::select! {
+                    biased;
+                    _ = driver.as_mut() => true,
+                    () = std::future::ready(()) => false,
+                };
+                let usable = !closed && {
+                    let ready = async { sender.ready().await.map_err(SendError::from) };
+                    drive(driver, ready).await.is_ok()
+                };
+                usable.then_some(open)
             }
             None => None,
         };
@@ -217,15 +229,23 @@ impl Connection {
 }
 
 /// Runs `work` while polling the connection, which does the actual I/O.
-/// The connection ending first means the exchange cannot finish.
+/// The connection ending first means the exchange cannot finish, unless its
+/// last poll finished it: a server that answers and then closes (a response
+/// with `Connection: close`, or a pod draining) hands over the end of the
+/// response and the end of the connection in the same read.
 async fn drive<T>(
     driver: &mut Driver,
     work: impl Future<Output = Result<T, SendError>>,
 ) -> Result<T, SendError> {
-    tokio::select! {
+    let mut work = std::pin::pin!(work);
+    let ended = tokio::select! {
         biased;
-        result = work => result,
-        ended = driver.as_mut() => Err(match ended {
+        result = work.as_mut() => return result,
+        ended = driver.as_mut() => ended,
+    };
+    match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(match ended {
             Ok(()) => SendError::Closed,
             Err(error) => SendError::Http(error),
         }),

@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -108,6 +108,12 @@ pub struct LoadArgs {
     /// Write the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
+
+    /// Also write one JSON line per finished request on stderr: trace id,
+    /// endpoint, status or error, scheduled time (Unix ms) and latency, so
+    /// that every request, not only the slowest, can be looked up.
+    #[arg(long)]
+    log_requests: bool,
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {
@@ -176,6 +182,9 @@ struct Shared {
     timeout: Duration,
     closed_loop: bool,
     interrupted: AtomicU64,
+    log_requests: bool,
+    /// The wall-clock time of the schedule's start, for `--log-requests`.
+    started_unix: Duration,
 }
 
 async fn drive(args: LoadArgs) -> std::io::Result<Report> {
@@ -212,6 +221,10 @@ async fn drive(args: LoadArgs) -> std::io::Result<Report> {
     // Signal handlers go in before the first request, so that an early
     // Ctrl-C stops the run instead of killing the process.
     let signals = Signals::new()?;
+    // Taken next to the schedule's `Instant` start, microseconds apart.
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let shared = Arc::new(Shared {
         schedule: Arc::new(Schedule::new(
             pace,
@@ -224,6 +237,8 @@ async fn drive(args: LoadArgs) -> std::io::Result<Report> {
         timeout: args.timeout,
         closed_loop: pace == Pace::Closed,
         interrupted: AtomicU64::new(0),
+        log_requests: args.log_requests,
+        started_unix,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopper = tokio::spawn(stop_on_signal(signals, Arc::clone(&shared), stop_tx));
@@ -315,6 +330,16 @@ async fn send_requests(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             Err(_elapsed) => Outcome::Failed("timeout"),
         };
         let from = slot.scheduled.unwrap_or(sent);
+        if shared.log_requests {
+            log_request(
+                &shared,
+                slot.request.path.as_str(),
+                trace,
+                &outcome,
+                from,
+                finished,
+            );
+        }
         shared
             .recorder
             .lock()
@@ -336,6 +361,36 @@ async fn send_requests(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// One `--log-requests` line. The time is the schedule's (or the send's, in
+/// a closed loop) on the wall clock, so that it can be compared with the
+/// timestamps of other programs on the same machine.
+fn log_request(
+    shared: &Shared,
+    path: &str,
+    trace: Option<TraceParent>,
+    outcome: &Outcome,
+    from: Instant,
+    finished: Instant,
+) {
+    let since_start = from.saturating_duration_since(shared.schedule.start());
+    let scheduled_unix_ms = shared.started_unix.saturating_add(since_start).as_millis();
+    let (status, error) = match outcome {
+        Outcome::Status(status) => (Some(status.as_u16()), None),
+        Outcome::Failed(kind) => (None, Some(*kind)),
+    };
+    let line = serde_json::json!({
+        "trace_id": trace.map(|trace| format!("{:032x}", trace.trace_id)),
+        "path": path,
+        "status": status,
+        "error": error,
+        "scheduled_unix_ms": scheduled_unix_ms,
+        "latency_ms": finished.saturating_duration_since(from).as_secs_f64() * 1e3,
+    });
+    // A line is written whole or not at all: stderr is unbuffered and
+    // `eprintln!` holds its lock for the line.
+    eprintln!("{line}");
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (Kubernetes).

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,6 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
 use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::service::Service;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
@@ -262,6 +265,97 @@ async fn the_service_continues_the_traces_the_tool_starts() {
     assert_eq!(receiver.spans().iter().filter(is_server).count(), 20);
 }
 
+#[tokio::test]
+async fn log_requests_writes_a_line_per_request_with_its_trace_id_and_schedule() {
+    let app = spawn_app().await;
+    let service = &app.service;
+    let before_ms = unix_ms();
+    let (status, stdout, stderr) = run_load(&mut load_command(&[
+        "--target",
+        &service.url(""),
+        "--rps",
+        "100",
+        "--requests",
+        "30",
+        "--mix",
+        "somework=1,users=1",
+        "--seed",
+        "7",
+        "--json",
+        "--log-requests",
+    ]))
+    .await;
+    let after_ms = unix_ms();
+    assert!(status.success(), "somework load failed: {status}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("the report alone on stdout");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert_eq!(lines.len(), 30, "{stderr}");
+
+    let server_traces: BTreeSet<String> = app
+        .receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans
+                .iter()
+                .filter(|span| span.span.kind == SpanKind::Server as i32)
+                .count()
+                >= 30
+        })
+        .await
+        .iter()
+        .filter(|span| span.span.kind == SpanKind::Server as i32)
+        .map(|span| span.trace_id())
+        .collect();
+    let mut scheduled = Vec::new();
+    let mut classes = BTreeMap::<String, u64>::new();
+    for line in &lines {
+        let trace_id = line["trace_id"].as_str().expect("trace_id");
+        assert!(
+            server_traces.contains(trace_id),
+            "{trace_id} has no server span: {line}"
+        );
+        let path = line["path"].as_str().expect("path");
+        assert!(path == "/somework" || path.starts_with("/users/"), "{line}");
+        let status = line["status"].as_u64().expect("status");
+        *classes.entry(format!("{}xx", status / 100)).or_default() += 1;
+        assert!(line["error"].is_null(), "{line}");
+        assert!(line["latency_ms"].as_f64().expect("latency_ms") >= 0.0);
+        scheduled.push(
+            line["scheduled_unix_ms"]
+                .as_u64()
+                .expect("scheduled_unix_ms"),
+        );
+    }
+    // The same statuses the report counted, and scheduled times 10 ms apart
+    // on the wall clock, inside the run.
+    let reported: BTreeMap<String, u64> =
+        serde_json::from_value(report["all"]["status"].clone()).expect("status classes");
+    assert_eq!(classes, reported);
+    assert!(
+        classes.len() >= 2,
+        "the mix sends known and invalid users: {classes:?}"
+    );
+    scheduled.sort_unstable();
+    assert!(
+        scheduled[0] >= before_ms && scheduled[29] <= after_ms,
+        "{scheduled:?}"
+    );
+    let span = scheduled[29] - scheduled[0];
+    assert!(
+        (285..=295).contains(&span),
+        "29 intervals of 10 ms: {span} ms"
+    );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
 /// A test double for a server that stalls: every response takes 100 ms, and
 /// the tool has one connection, so requests queue behind each other.
 async fn stalling_server() -> (String, tokio::task::JoinHandle<()>) {
@@ -316,6 +410,76 @@ async fn open_loop_latency_counts_from_the_scheduled_time() {
     assert_eq!(closed["finished"], 20);
     assert!(latency(&closed, "max") < 600.0, "{closed:#}");
     server.abort();
+}
+
+/// A test double for a server that closes each keep-alive connection, as a
+/// draining pod does: one response (without `Connection: close`), then,
+/// `close_after` later, the socket is closed. Returns the URL and the count
+/// of connections accepted.
+async fn closing_server(
+    close_after: Duration,
+) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(close_after).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted, server)
+}
+
+#[tokio::test]
+async fn connections_the_server_closes_cost_no_request() {
+    // Closed with the response (its end and the end of the connection come
+    // in one read), and closed while idle, before the next request is due.
+    for close_after in [Duration::ZERO, Duration::from_millis(10)] {
+        let (target, accepted, server) = closing_server(close_after).await;
+        // One connection, a request every 50 ms: each finds the previous
+        // connection closed by the server.
+        let report = load_json(&[
+            "--target",
+            &target,
+            "--rps",
+            "20",
+            "--connections",
+            "1",
+            "--requests",
+            "10",
+            "--mix",
+            "somework=1",
+        ])
+        .await;
+        assert_eq!(
+            count(&report["all"]["status"]["2xx"]),
+            10,
+            "closed {close_after:?} after the response: {report:#}"
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            10,
+            "one connection per request"
+        );
+        server.abort();
+    }
 }
 
 #[tokio::test]
