@@ -10,7 +10,7 @@ use crate::cluster::{APP_NS, LocalCluster, OBS_NS, report};
 use crate::demo::ARRIVAL;
 use crate::jaeger::Jaeger;
 
-const FRONTEND_URL: &str = "http://somework-frontend.somework.svc.cluster.local:8080/somework";
+const FRONTEND_URL: &str = "http://somework-frontend.somework.svc.cluster.local:8080";
 
 /// The collector pod is deleted while requests flow: the service keeps
 /// answering, and the spans of requests made once the new pod is ready arrive.
@@ -134,9 +134,9 @@ fn unix_ms() -> u128 {
         .as_millis()
 }
 
-/// Steady load from a Job inside the cluster. The client is the testkit's
-/// `steady-load`; `somework load` can take its place as the Job's image and
-/// arguments, as long as it reports the answers the same way.
+/// Steady load from a Job inside the cluster: `somework load`, from the
+/// service's own image, open loop on `/somework`, every request with a
+/// sampled `traceparent` of its own and logged with `--log-requests`.
 struct LoadJob {
     name: String,
 }
@@ -144,13 +144,20 @@ struct LoadJob {
 struct LoadResult {
     failed: u64,
     failures: Vec<String>,
-    /// (trace id, sent at in Unix milliseconds) of each answered request.
+    /// (trace id, scheduled at in Unix milliseconds) of each answered request.
     answers: Vec<(String, u128)>,
 }
 
 impl LoadJob {
     fn start(cluster: &LocalCluster, name: &str, rate: u32, seconds: u32) -> Self {
-        let image = cluster.testkit_image("steady-load");
+        let image = cluster.kubectl(&[
+            "--namespace",
+            APP_NS,
+            "get",
+            "deployment/somework-frontend",
+            "--output",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ]);
         let manifest = serde_json::json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -158,7 +165,7 @@ impl LoadJob {
             "spec": {
                 "backoffLimit": 0,
                 "template": {
-                    "metadata": {"labels": {"app.kubernetes.io/name": "steady-load"}},
+                    "metadata": {"labels": {"app.kubernetes.io/name": "somework-load"}},
                     "spec": {
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": false,
@@ -169,9 +176,17 @@ impl LoadJob {
                         },
                         "containers": [{
                             "name": "load",
-                            "image": image,
+                            "image": image.trim(),
                             "imagePullPolicy": "Never",
-                            "args": [FRONTEND_URL, rate.to_string(), seconds.to_string()],
+                            "args": [
+                                "load",
+                                "--target", FRONTEND_URL,
+                                "--rps", rate.to_string(),
+                                "--duration", format!("{seconds}s"),
+                                "--connections", "4",
+                                "--mix", "somework=1",
+                                "--log-requests",
+                            ],
                             "securityContext": {
                                 "allowPrivilegeEscalation": false,
                                 "readOnlyRootFilesystem": true,
@@ -210,27 +225,33 @@ impl LoadJob {
         ]);
         let logs = cluster.kubectl(&["--namespace", APP_NS, "logs", &job]);
         cluster.kubectl(&["--namespace", APP_NS, "delete", &job, "--wait=false"]);
-        let summary: Value = logs
+        // The per-request lines; the table at the end is for people.
+        let requests: Vec<Value> = logs
             .lines()
-            .rev()
-            .find_map(|line| serde_json::from_str(line).ok())
-            .unwrap_or_else(|| panic!("no summary from the load Job:\n{logs}"));
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line.get("scheduled_unix_ms").is_some())
+            .collect();
+        assert!(
+            !requests.is_empty(),
+            "no request lines from the load Job:\n{logs}"
+        );
+        let (answered, failed): (Vec<&Value>, Vec<&Value>) = requests.iter().partition(|line| {
+            line["status"]
+                .as_u64()
+                .is_some_and(|s| (200..300).contains(&s))
+        });
         LoadResult {
-            failed: summary["failed"].as_u64().unwrap_or(u64::MAX),
-            failures: summary["failures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|failure| failure.to_string())
-                .collect(),
-            answers: summary["answers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|answer| {
+            failed: failed.len() as u64,
+            failures: failed.iter().map(|line| line.to_string()).collect(),
+            answers: answered
+                .iter()
+                .map(|line| {
                     (
-                        answer[0].as_str().unwrap_or_default().to_owned(),
-                        answer[1].as_u64().map(u128::from).unwrap_or_default(),
+                        line["trace_id"].as_str().unwrap_or_default().to_owned(),
+                        line["scheduled_unix_ms"]
+                            .as_u64()
+                            .map(u128::from)
+                            .unwrap_or_default(),
                     )
                 })
                 .collect(),
