@@ -530,7 +530,12 @@ async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
 /// requests and the batch export thread has exported their spans.
 async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
     let endpoint = collector.otlp_grpc_endpoint();
-    let dir = std::env::temp_dir().join(format!("somework-callgrind-{}", std::process::id()));
+    // Kept after the run, beside the binary, for `callgrind_annotate`.
+    let dir = Path::new(BINARY)
+        .parent()
+        .expect("the binary is in a directory")
+        .join("callgrind");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("callgrind output directory");
     let mut per_request = Vec::new();
     for (i, mode) in MODES.iter().enumerate() {
@@ -614,7 +619,7 @@ async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
             .sum();
         per_request.push(totals / f64::from(requests));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("callgrind dumps: {}", dir.display());
     let _ = writeln!(
         out,
         "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every 200 ms (counted too).\n"
