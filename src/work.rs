@@ -68,13 +68,13 @@ impl Work {
 
     /// The `somework` span and everything below it.
     pub async fn somework(&self, failure: Failure) -> Result<WorkReport, WorkError> {
-        in_span("somework", Vec::new(), self.middle_work(failure)).await
+        in_span("somework", Vec::new, self.middle_work(failure)).await
     }
 
     /// Sleeps a random time, then calls ErrorWork, recording span events
     /// around both as the Go + Sentry article's example does.
     pub async fn middle_work(&self, failure: Failure) -> Result<WorkReport, WorkError> {
-        in_span("MiddleWork", Vec::new(), async {
+        in_span("MiddleWork", Vec::new, async {
             let sleep = self.random_sleep();
             let slept_ms = u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX);
             add_event("started the sleep", || {
@@ -132,7 +132,7 @@ impl Work {
 /// (type and message, per the semantic conventions) and its status is set to
 /// Error by [`in_span`].
 async fn error_work(fails: bool) -> Result<(), WorkError> {
-    in_span("ErrorWork", Vec::new(), async move {
+    in_span("ErrorWork", Vec::new, async move {
         if !fails {
             return Ok(());
         }

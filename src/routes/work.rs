@@ -61,7 +61,7 @@ pub async fn user(
             u64::MAX
         ))
     })?;
-    let attributes = vec![KeyValue::new(USER_ID, id.to_string())];
+    let attributes = || vec![KeyValue::new(USER_ID, id.to_string())];
     let found = in_span("getUser", attributes, async {
         if id != DEMO_USER_ID {
             return Ok(None);

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_semantic_conventions::attribute::{
@@ -20,7 +20,7 @@ use opentelemetry_semantic_conventions::attribute::{
 };
 use url::Url;
 
-use super::tracer;
+use super::start_span;
 
 /// Axum middleware: wraps each request in a SERVER span named
 /// `{METHOD} {route}` (just `{METHOD}` when no route matched, to keep span
@@ -33,25 +33,18 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         propagator.extract(&HeaderExtractor(request.headers()))
     });
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let path = request.uri().path().to_owned();
 
-    let name = match &route {
-        Some(route) => format!("{} {route}", known_method(&method).unwrap_or("HTTP")),
-        None => known_method(&method).unwrap_or("HTTP").to_owned(),
-    };
-    let tracer = tracer();
-    let mut span = tracer
-        .span_builder(name)
-        .with_kind(SpanKind::Server)
-        .start_with_context(tracer, &parent);
     // The samplers OTEL_TRACES_SAMPLER offers decide on the trace id and the
-    // parent alone, so the attributes are built only once the span is known
-    // to record: a request that is not sampled pays for none of them.
-    if span.is_recording() {
+    // parent alone, so the name is formatted, like the attributes, only for
+    // a span that records.
+    let method_name = known_method(&method).unwrap_or("HTTP");
+    let builder = SpanBuilder::from_name(method_name).with_kind(SpanKind::Server);
+    let cx = start_span(builder, &parent, |span| {
+        if let Some(route) = &route {
+            span.update_name(format!("{method_name} {}", route.as_str()));
+        }
         let mut attributes = vec![
             KeyValue::new(URL_PATH, path.clone()),
             KeyValue::new(URL_SCHEME, "http"),
@@ -62,11 +55,11 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         ];
         push_method_attributes(&mut attributes, &method);
         if let Some(route) = &route {
-            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
+            attributes.push(KeyValue::new(HTTP_ROUTE, route.as_str().to_owned()));
         }
         span.set_attributes(attributes);
-    }
-    let cx = parent.with_span(span);
+    })
+    .unwrap_or(parent);
     let started = Instant::now();
 
     let response = next.run(request).with_context(cx.clone()).await;
@@ -112,22 +105,23 @@ impl ClientSpan {
     /// Starts the span, named after the method, with the request attributes
     /// of the semantic conventions.
     pub fn start(method: &Method, url: &Url) -> Self {
-        let mut attributes = vec![KeyValue::new(URL_FULL, url.to_string())];
-        push_method_attributes(&mut attributes, method);
-        if let Some(host) = url.host_str() {
-            attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
-        }
-        if let Some(port) = url.port_or_known_default() {
-            attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
-        }
-        let tracer = tracer();
-        let span = tracer
-            .span_builder(known_method(method).unwrap_or("HTTP"))
-            .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start(tracer);
+        let builder = SpanBuilder::from_name(known_method(method).unwrap_or("HTTP"))
+            .with_kind(SpanKind::Client);
+        let started = Context::map_current(|current| {
+            start_span(builder, current, |span| {
+                let mut attributes = vec![KeyValue::new(URL_FULL, url.to_string())];
+                push_method_attributes(&mut attributes, method);
+                if let Some(host) = url.host_str() {
+                    attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
+                }
+                if let Some(port) = url.port_or_known_default() {
+                    attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
+                }
+                span.set_attributes(attributes);
+            })
+        });
         Self {
-            cx: Context::current_with_span(span),
+            cx: started.unwrap_or_else(Context::current),
         }
     }
 

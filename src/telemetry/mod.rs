@@ -21,7 +21,7 @@ use std::time::Duration;
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
-pub use traces::{Traces, current_trace_id, in_span, tracer};
+pub use traces::{Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
 
@@ -37,8 +37,8 @@ pub enum TelemetryError {
     SpanExporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
-    #[error("a span was started before the tracer provider was installed; its spans would be lost")]
-    TracerCachedEarly,
+    #[error("the tracer provider was installed twice")]
+    TracesInitTwice,
 }
 
 /// Every telemetry pipeline of the service, one field per signal.

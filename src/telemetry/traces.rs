@@ -7,15 +7,18 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry::trace::{Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{
+    Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -28,17 +31,43 @@ use crate::config::{OtlpHeaders, ResourceConfig, SamplerConfig, TracesConfig};
 /// The instrumentation scope of every span this service creates.
 const TRACER_NAME: &str = "somework";
 
-static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// The tracer every span of this service starts from, created once instead
 /// of once per span, as opentelemetry-rust's `tracing-http-propagator`
 /// example does.
 ///
+/// It is the SDK's own tracer, not the global `BoxedTracer`: that one boxes
+/// every span it starts, sampled or not, and putting a span in a `Context`
+/// boxes it again.
+///
 /// [`Traces::init`] creates it from the provider it installs. Without that
-/// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans) it is the
-/// global no-op tracer, which records nothing.
-pub fn tracer() -> &'static BoxedTracer {
-    TRACER.get_or_init(|| global::tracer(TRACER_NAME))
+/// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans) there is
+/// none, and no span is started at all.
+fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
+
+/// Starts the span `builder` describes as a child of `parent` and returns
+/// `parent` with it as the current span; `None` when tracing is off.
+///
+/// `record` gives the span its attributes, and anything else that costs
+/// allocations, only if it records: the samplers `OTEL_TRACES_SAMPLER`
+/// offers decide on the trace id and the parent alone, so a span that is not
+/// sampled pays for none of it. Such a span is kept as its span context
+/// alone (its ids, for children and for propagation): a span that does not
+/// record has nothing to end, and the context need not box it.
+pub fn start_span(
+    builder: SpanBuilder,
+    parent: &Context,
+    record: impl FnOnce(&mut Span),
+) -> Option<Context> {
+    let mut span = tracer()?.build_with_context(builder, parent);
+    if !span.is_recording() {
+        return Some(parent.with_remote_span_context(span.span_context().clone()));
+    }
+    record(&mut span);
+    Some(parent.with_span(span))
 }
 
 /// The trace pipeline: the provider and the counts of what happened to its
@@ -91,11 +120,9 @@ impl Traces {
             Box::new(BaggagePropagator::new()),
         ]));
         global::set_tracer_provider(provider.clone());
-        // A tracer cached before this point would be the no-op one, and every
-        // span started from it would be lost without a word.
         TRACER
-            .set(global::tracer(TRACER_NAME))
-            .map_err(|_| TelemetryError::TracerCachedEarly)?;
+            .set(provider.tracer(TRACER_NAME))
+            .map_err(|_| TelemetryError::TracesInitTwice)?;
         tracing::info!(
             endpoint = %config.endpoint,
             sampler = ?config.sampler,
@@ -181,32 +208,36 @@ fn otel_resource(config: &ResourceConfig) -> Resource {
 }
 
 /// Runs `work` inside a new INTERNAL span named `name`, a child of the
-/// current span, and ends the span when `work` completes.
+/// current span, and ends the span when `work` completes. `attributes` are
+/// built only if the span records (see [`start_span`]).
 ///
 /// The span is current while `work` is polled, on whichever worker thread
 /// that happens, so context survives `.await` points. A span whose work
 /// returns an error gets status Error: the error passed through it.
 pub async fn in_span<T, E, F>(
     name: &'static str,
-    attributes: Vec<KeyValue>,
+    attributes: impl FnOnce() -> Vec<KeyValue>,
     work: F,
 ) -> Result<T, E>
 where
     E: Display,
     F: Future<Output = Result<T, E>>,
 {
-    let tracer = tracer();
-    let span = tracer
-        .span_builder(name)
-        .with_attributes(attributes)
-        .start(tracer);
-    let cx = Context::current_with_span(span);
+    let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Internal);
+    let started = Context::map_current(|current| {
+        start_span(builder, current, |span| span.set_attributes(attributes()))
+    });
+    let Some(cx) = started else {
+        return work.await;
+    };
     let result = work.with_context(cx.clone()).await;
     let span = cx.span();
-    if let Err(error) = &result {
-        span.set_status(Status::error(error.to_string()));
+    if span.is_recording() {
+        if let Err(error) = &result {
+            span.set_status(Status::error(error.to_string()));
+        }
+        span.end();
     }
-    span.end();
     result
 }
 
