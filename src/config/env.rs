@@ -23,6 +23,12 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{var}={value:?} is not supported: {instead}")]
+    Unsupported {
+        var: &'static str,
+        value: String,
+        instead: &'static str,
+    },
 }
 
 /// The environment as seen by the parsers: unset and empty are both `None`,

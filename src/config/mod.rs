@@ -19,7 +19,9 @@ use url::Url;
 pub use self::env::ConfigError;
 use self::env::{Env, parse_http_url, parse_millis, parse_probability};
 pub use self::otel::{
-    BatchConfig, DEFAULT_OTLP_ENDPOINT, OtlpHeaders, ResourceConfig, SamplerConfig, TracesConfig,
+    BatchConfig, DEFAULT_OTLP_GRPC_ENDPOINT, DEFAULT_OTLP_HTTP_ENDPOINT, ExporterConfig,
+    OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, PropagatorConfig, ResourceConfig,
+    SamplerConfig, TracesConfig,
 };
 pub use self::sentry::SentryConfig;
 
@@ -89,6 +91,7 @@ impl Config {
             |v| SocketAddr::from_str(v).ok(),
         )?;
         let logs = LogConfig::from_env(&env)?;
+        otel::refuse_unsupported(&env)?;
         let traces = if otel::sdk_disabled(&env)? {
             None
         } else {

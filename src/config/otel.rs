@@ -13,10 +13,13 @@ use super::env::{
     parse_probability,
 };
 
-/// Where the service sends spans when no OTLP endpoint is configured: the
-/// collector Service of the `helm/otel-collector` chart.
-pub const DEFAULT_OTLP_ENDPOINT: &str =
+/// Where the service sends its signals when no OTLP endpoint is configured:
+/// the collector Service of the `helm/otel-collector` chart, on the default
+/// port of each OTLP protocol.
+pub const DEFAULT_OTLP_GRPC_ENDPOINT: &str =
     "http://otel-collector.observability.svc.cluster.local:4317";
+pub const DEFAULT_OTLP_HTTP_ENDPOINT: &str =
+    "http://otel-collector.observability.svc.cluster.local:4318";
 const DEFAULT_SERVICE_NAME: &str = "somework";
 const DEFAULT_SAMPLING_RATIO: f64 = 0.2;
 const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +27,85 @@ const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 /// `OTEL_SDK_DISABLED`: when true, no spans are created or exported.
 pub(super) fn sdk_disabled(env: &Env<'_>) -> Result<bool, ConfigError> {
     env.parse_or("OTEL_SDK_DISABLED", "true or false", false, parse_bool)
+}
+
+/// Variables of the SDK specification that this service does not implement,
+/// with what to do instead. Setting one stops the service: ignoring it would
+/// leave the operator believing it took effect.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "leave it unset: the exporters trust the system's root certificates",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "leave it unset: the exporters trust the system's root certificates",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+        "leave it unset: the exporters trust the system's root certificates",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+        "leave it unset: client certificates are not supported",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        "leave it unset: the endpoint's scheme decides, http:// is plaintext",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+        "leave it unset: the endpoint's scheme decides, http:// is plaintext",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+        "leave it unset: the endpoint's scheme decides, http:// is plaintext",
+    ),
+    (
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "leave it unset and use OTEL_EXPORTER_OTLP_TIMEOUT: the exporter's timeout bounds each export",
+    ),
+];
+
+/// Refuses the variables in [`UNSUPPORTED`], and an `OTEL_METRICS_EXPORTER`
+/// other than `none`: the service exports no metrics (the collector derives
+/// them from the spans).
+pub(super) fn refuse_unsupported(env: &Env<'_>) -> Result<(), ConfigError> {
+    for (var, instead) in UNSUPPORTED {
+        if let Some(value) = env.get(var) {
+            return Err(ConfigError::Unsupported {
+                var,
+                value,
+                instead,
+            });
+        }
+    }
+    env.parse_opt(
+        "OTEL_METRICS_EXPORTER",
+        "none: this service exports no metrics",
+        |v| v.eq_ignore_ascii_case("none").then_some(()),
+    )?;
+    Ok(())
 }
 
 /// What every signal says about the service that emits it. Read even with
@@ -63,49 +145,152 @@ impl ResourceConfig {
     }
 }
 
-/// How spans are sampled, batched and exported over OTLP/gRPC.
+/// How spans are sampled, batched, propagated and exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracesConfig {
-    pub endpoint: String,
-    pub timeout: Duration,
-    pub headers: OtlpHeaders,
+    /// `OTEL_TRACES_EXPORTER`, with the OTLP settings when it is `otlp`.
+    pub exporter: ExporterConfig,
     pub sampler: SamplerConfig,
     pub batch: BatchConfig,
+    pub propagators: Vec<PropagatorConfig>,
 }
 
 impl TracesConfig {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            exporter: ExporterConfig::from_env(env, &TRACES)?,
+            sampler: SamplerConfig::from_env(env)?,
+            batch: BatchConfig::from_env(env)?,
+            propagators: PropagatorConfig::from_env(env)?,
+        })
+    }
+}
+
+/// The names of one signal's variables, and the path its OTLP/HTTP endpoint
+/// gets when it is derived from the generic `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub(super) struct SignalVars {
+    exporter: &'static str,
+    endpoint: &'static str,
+    protocol: &'static str,
+    timeout: &'static str,
+    headers: &'static str,
+    compression: &'static str,
+    http_path: &'static str,
+}
+
+pub(super) const TRACES: SignalVars = SignalVars {
+    exporter: "OTEL_TRACES_EXPORTER",
+    endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    http_path: "/v1/traces",
+};
+
+/// Where a signal goes: `OTEL_TRACES_EXPORTER` or `OTEL_LOGS_EXPORTER`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExporterConfig {
+    Otlp(OtlpConfig),
+    /// Printed to stdout by the SDK's stdout exporter, for local debugging.
+    Console,
+    /// Not exported. Spans are still created and their context propagated.
+    None,
+}
+
+impl ExporterConfig {
+    /// The OTLP settings are validated whatever the exporter: a bad endpoint
+    /// is a mistake waiting to matter the day the exporter is switched back.
+    pub(super) fn from_env(env: &Env<'_>, vars: &SignalVars) -> Result<Self, ConfigError> {
+        let otlp = OtlpConfig::from_env(env, vars)?;
+        let kind = env.parse_or(vars.exporter, "one of otlp, console, none", "otlp", |v| {
+            ["otlp", "console", "none"]
+                .into_iter()
+                .find(|kind| v.eq_ignore_ascii_case(kind))
+        })?;
+        Ok(match kind {
+            "console" => Self::Console,
+            "none" => Self::None,
+            _ => Self::Otlp(otlp),
+        })
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: the two OTLP transports with protobuf
+/// payloads. `http/json` is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpCompression {
+    None,
+    Gzip,
+}
+
+/// One signal's OTLP exporter, resolved as the specification says: the
+/// signal's variable wins over the generic one, and the endpoint is final.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    pub protocol: OtlpProtocol,
+    /// The URL the exporter sends to, as written for gRPC; with the signal's
+    /// path for HTTP (`/v1/traces` appended to a generic endpoint, a
+    /// signal-specific one used as is).
+    pub endpoint: String,
+    pub timeout: Duration,
+    pub headers: OtlpHeaders,
+    pub compression: OtlpCompression,
+}
+
+impl OtlpConfig {
+    fn from_env(env: &Env<'_>, vars: &SignalVars) -> Result<Self, ConfigError> {
+        let protocol = signal_or_generic(
+            env,
+            vars.protocol,
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc or http/protobuf",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "grpc" => Some(OtlpProtocol::Grpc),
+                "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+                _ => None,
+            },
+        )?
+        .unwrap_or(OtlpProtocol::Grpc);
+
         const ENDPOINT_FORM: &str = "an http:// or https:// URL such as http://otel-collector:4317";
         // The exporter takes the endpoint as a string; keep it as written.
         let endpoint_string = |v: &str| parse_http_url(v).map(|_| v.to_owned());
-        let endpoint = match env.parse_opt(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            ENDPOINT_FORM,
-            endpoint_string,
-        )? {
+        let endpoint = match env.parse_opt(vars.endpoint, ENDPOINT_FORM, endpoint_string)? {
             Some(endpoint) => endpoint,
-            None => env.parse_or(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                ENDPOINT_FORM,
-                DEFAULT_OTLP_ENDPOINT.to_owned(),
-                endpoint_string,
-            )?,
+            None => {
+                let generic = env.parse_opt(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    ENDPOINT_FORM,
+                    endpoint_string,
+                )?;
+                match protocol {
+                    OtlpProtocol::Grpc => {
+                        generic.unwrap_or_else(|| DEFAULT_OTLP_GRPC_ENDPOINT.to_owned())
+                    }
+                    OtlpProtocol::HttpProtobuf => {
+                        let base = generic.unwrap_or_else(|| DEFAULT_OTLP_HTTP_ENDPOINT.to_owned());
+                        format!("{}{}", base.trim_end_matches('/'), vars.http_path)
+                    }
+                }
+            }
         };
 
-        const TIMEOUT_FORM: &str = "a whole number of milliseconds";
-        let timeout = match env.parse_opt(
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            TIMEOUT_FORM,
+        let timeout = signal_or_generic(
+            env,
+            vars.timeout,
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "a whole number of milliseconds",
             parse_millis,
-        )? {
-            Some(timeout) => timeout,
-            None => env.parse_or(
-                "OTEL_EXPORTER_OTLP_TIMEOUT",
-                TIMEOUT_FORM,
-                DEFAULT_OTLP_TIMEOUT,
-                parse_millis,
-            )?,
-        };
+        )?
+        .unwrap_or(DEFAULT_OTLP_TIMEOUT);
 
         const HEADERS_FORM: &str =
             "comma-separated key=value pairs with lowercase keys, values percent-encoded";
@@ -116,21 +301,100 @@ impl TracesConfig {
                 OtlpHeaders::parse,
             )?
             .unwrap_or_default();
-        if let Some(signal_headers) = env.parse_opt(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-            HEADERS_FORM,
-            OtlpHeaders::parse,
-        )? {
+        if let Some(signal_headers) =
+            env.parse_opt(vars.headers, HEADERS_FORM, OtlpHeaders::parse)?
+        {
             headers.override_with(signal_headers);
         }
 
+        let compression = signal_or_generic(
+            env,
+            vars.compression,
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "gzip or none",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "gzip" => Some(OtlpCompression::Gzip),
+                "none" => Some(OtlpCompression::None),
+                _ => None,
+            },
+        )?
+        .unwrap_or(OtlpCompression::None);
+
         Ok(Self {
+            protocol,
             endpoint,
             timeout,
             headers,
-            sampler: SamplerConfig::from_env(env)?,
-            batch: BatchConfig::from_env(env)?,
+            compression,
         })
+    }
+}
+
+/// The signal's variable if set, else the generic one; both are validated.
+fn signal_or_generic<T>(
+    env: &Env<'_>,
+    signal: &'static str,
+    generic: &'static str,
+    expected: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let generic = env.parse_opt(generic, expected, &parse)?;
+    Ok(env.parse_opt(signal, expected, &parse)?.or(generic))
+}
+
+/// `OTEL_PROPAGATORS`: how trace context travels in HTTP headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropagatorConfig {
+    /// W3C `traceparent`/`tracestate`.
+    TraceContext,
+    /// W3C `baggage`.
+    Baggage,
+}
+
+impl PropagatorConfig {
+    /// A comma-separated list, duplicates ignored; `none` alone means no
+    /// propagation at all. Default `tracecontext,baggage`.
+    fn from_env(env: &Env<'_>) -> Result<Vec<Self>, ConfigError> {
+        const VAR: &str = "OTEL_PROPAGATORS";
+        if let Some(value) = env.get(VAR) {
+            let names = value
+                .split(',')
+                .map(|name| name.trim().to_ascii_lowercase());
+            if names
+                .into_iter()
+                .any(|name| name == "b3" || name == "b3multi")
+            {
+                return Err(ConfigError::Unsupported {
+                    var: VAR,
+                    value,
+                    instead: "use tracecontext, baggage or none: the only B3 propagator for \
+                              opentelemetry 0.33, in opentelemetry-zipkin, is deprecated with \
+                              that crate",
+                });
+            }
+        }
+        let propagators = env.parse_opt(
+            VAR,
+            "a comma-separated list of tracecontext and baggage, or none alone",
+            |v| {
+                if v.eq_ignore_ascii_case("none") {
+                    return Some(Vec::new());
+                }
+                let mut propagators = Vec::new();
+                for name in v.split(',') {
+                    let propagator = match name.trim().to_ascii_lowercase().as_str() {
+                        "tracecontext" => Self::TraceContext,
+                        "baggage" => Self::Baggage,
+                        _ => return None,
+                    };
+                    if !propagators.contains(&propagator) {
+                        propagators.push(propagator);
+                    }
+                }
+                Some(propagators)
+            },
+        )?;
+        Ok(propagators.unwrap_or_else(|| vec![Self::TraceContext, Self::Baggage]))
     }
 }
 
@@ -299,6 +563,13 @@ mod tests {
         TracesConfig::from_env(&env(pairs))
     }
 
+    fn otlp(pairs: &[(&str, &str)]) -> OtlpConfig {
+        match traces(pairs).expect("valid").exporter {
+            ExporterConfig::Otlp(otlp) => otlp,
+            other => panic!("not OTLP: {other:?}"),
+        }
+    }
+
     fn resource(pairs: &[(&str, &str)]) -> Result<ResourceConfig, ConfigError> {
         ResourceConfig::from_env(&env(pairs))
     }
@@ -309,11 +580,19 @@ mod tests {
     fn defaults_match_the_documentation() {
         let traces = traces(&[]).expect("defaults are valid");
         assert_eq!(
-            traces.endpoint,
-            "http://otel-collector.observability.svc.cluster.local:4317"
+            traces.exporter,
+            ExporterConfig::Otlp(OtlpConfig {
+                protocol: OtlpProtocol::Grpc,
+                endpoint: "http://otel-collector.observability.svc.cluster.local:4317".to_owned(),
+                timeout: Duration::from_millis(10000),
+                headers: OtlpHeaders::default(),
+                compression: OtlpCompression::None,
+            })
         );
-        assert_eq!(traces.timeout, Duration::from_millis(10000));
-        assert_eq!(traces.headers, OtlpHeaders::default());
+        assert_eq!(
+            traces.propagators,
+            [PropagatorConfig::TraceContext, PropagatorConfig::Baggage]
+        );
         assert_eq!(traces.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.2));
         assert_eq!(
             traces.batch,
@@ -331,20 +610,162 @@ mod tests {
 
     #[test]
     fn signal_specific_otlp_variables_win() {
-        let traces = traces(&[
+        let traces = otlp(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4317"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces:4317"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=3,c=x%20y"),
-        ])
-        .expect("valid");
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ]);
+        assert_eq!(traces.protocol, OtlpProtocol::Grpc);
+        assert_eq!(traces.compression, OtlpCompression::Gzip);
         assert_eq!(traces.endpoint, "https://traces:4317");
         assert_eq!(traces.timeout, Duration::from_millis(2500));
         assert_eq!(
             traces.headers.iter().collect::<Vec<_>>(),
             [("a", "1"), ("b", "3"), ("c", "x y")]
+        );
+    }
+
+    #[test]
+    fn http_endpoints_follow_the_per_signal_path_rules() {
+        let http = ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        assert_eq!(
+            otlp(&[http]).endpoint,
+            "http://otel-collector.observability.svc.cluster.local:4318/v1/traces"
+        );
+        for (generic, expected) in [
+            ("http://c:4318", "http://c:4318/v1/traces"),
+            ("http://c:4318/", "http://c:4318/v1/traces"),
+            ("https://c/prefix/", "https://c/prefix/v1/traces"),
+        ] {
+            let endpoint = otlp(&[http, ("OTEL_EXPORTER_OTLP_ENDPOINT", generic)]).endpoint;
+            assert_eq!(endpoint, expected, "{generic}");
+        }
+        // A signal-specific endpoint is used as is, even without a path.
+        let endpoint = otlp(&[
+            http,
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/custom"),
+        ])
+        .endpoint;
+        assert_eq!(endpoint, "http://c:4318/custom");
+        // gRPC endpoints never get a path.
+        let grpc = otlp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]);
+        assert_eq!(
+            (grpc.protocol, grpc.endpoint.as_str()),
+            (OtlpProtocol::Grpc, "http://c:4317")
+        );
+    }
+
+    #[test]
+    fn protocols_and_compressions_outside_the_supported_ones_are_refused() {
+        for (var, value, form) in [
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "http/json",
+                "grpc or http/protobuf",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "http",
+                "grpc or http/protobuf",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip or none"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "deflate",
+                "gzip or none",
+            ),
+            ("OTEL_TRACES_EXPORTER", "zipkin", "otlp, console, none"),
+            (
+                "OTEL_TRACES_EXPORTER",
+                "otlp,console",
+                "otlp, console, none",
+            ),
+        ] {
+            let error = traces(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                error.contains(var) && error.contains(form),
+                "{var}={value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_exporter_is_otlp_console_or_none() {
+        for (value, console, none) in [("CONSOLE", true, false), ("none", false, true)] {
+            let exporter = traces(&[("OTEL_TRACES_EXPORTER", value)])
+                .expect("valid")
+                .exporter;
+            assert_eq!(exporter == ExporterConfig::Console, console, "{value}");
+            assert_eq!(exporter == ExporterConfig::None, none, "{value}");
+        }
+        // The OTLP settings are checked even when another exporter is chosen.
+        assert!(
+            traces(&[
+                ("OTEL_TRACES_EXPORTER", "none"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn propagators_are_a_deduplicated_list_or_none() {
+        let propagators =
+            |value| traces(&[("OTEL_PROPAGATORS", value)]).map(|traces| traces.propagators);
+        assert_eq!(
+            propagators("baggage, TraceContext,baggage"),
+            Ok(vec![
+                PropagatorConfig::Baggage,
+                PropagatorConfig::TraceContext
+            ])
+        );
+        assert_eq!(propagators("none"), Ok(Vec::new()));
+        for bad in [
+            "jaeger",
+            "xray",
+            "tracecontext,none",
+            "tracecontext,,baggage",
+        ] {
+            let error = propagators(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("OTEL_PROPAGATORS") && error.contains("tracecontext and baggage"),
+                "{bad}: {error}"
+            );
+        }
+        for b3 in ["b3", "tracecontext,B3MULTI"] {
+            let error = propagators(b3).unwrap_err().to_string();
+            assert!(
+                error.contains("OTEL_PROPAGATORS") && error.contains("deprecated"),
+                "{b3}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_spec_variables_are_refused_by_name() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/key.pem"),
+            ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+        ] {
+            let error = refuse_unsupported(&env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(var), "{var}: {error}");
+        }
+        assert_eq!(
+            refuse_unsupported(&env(&[("OTEL_METRICS_EXPORTER", "none")])),
+            Ok(())
         );
     }
 

@@ -13,6 +13,7 @@ mod errors;
 mod export_stats;
 pub mod http;
 mod logging;
+mod otlp;
 pub mod propagation;
 mod traces;
 
@@ -33,8 +34,11 @@ pub const SENTRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A telemetry pipeline that cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("cannot build the OTLP span exporter")]
-    SpanExporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("cannot build the OTLP {signal} exporter")]
+    Exporter {
+        signal: &'static str,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
     #[error("the tracer provider was installed twice")]

@@ -1,4 +1,5 @@
-//! W3C trace-context propagation that rejects malformed `traceparent` headers.
+//! The propagators of `OTEL_PROPAGATORS`, and W3C trace-context propagation
+//! that rejects malformed `traceparent` headers.
 //!
 //! `opentelemetry_sdk`'s `TraceContextPropagator` (0.33) parses the fields
 //! with `from_str_radix` but does not check their lengths, so a 31-digit trace
@@ -9,8 +10,28 @@
 
 use opentelemetry::Context;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use crate::config::PropagatorConfig;
+
+/// The propagators of `OTEL_PROPAGATORS`, in its order: extraction tries
+/// each, and injection writes every one of them.
+pub fn from_config(config: &[PropagatorConfig]) -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(
+        config
+            .iter()
+            .map(|propagator| -> Box<dyn TextMapPropagator + Send + Sync> {
+                match propagator {
+                    PropagatorConfig::TraceContext => Box::new(StrictTraceContextPropagator::new()),
+                    PropagatorConfig::Baggage => Box::new(BaggagePropagator::new()),
+                }
+            })
+            .collect(),
+    )
+}
 
 const TRACEPARENT: &str = "traceparent";
 /// `00-` + 32 + `-` + 16 + `-` + 2.

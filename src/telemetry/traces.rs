@@ -1,5 +1,5 @@
-//! Traces: the OpenTelemetry tracer provider (OTLP/gRPC exporter, batch
-//! processor, sampler, resource), the W3C propagators, and the one tracer
+//! Traces: the OpenTelemetry tracer provider (OTLP or console exporter, batch
+//! processor, sampler, resource), the propagators, and the one tracer
 //! every span of this service starts from.
 
 use std::fmt::Display;
@@ -8,25 +8,20 @@ use std::sync::OnceLock;
 
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global;
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::{
     Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
     TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter};
-use super::propagation::StrictTraceContextPropagator;
-use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime};
-use crate::config::{OtlpHeaders, ResourceConfig, SamplerConfig, TracesConfig};
+use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime, otlp, propagation};
+use crate::config::{ExporterConfig, ResourceConfig, SamplerConfig, TracesConfig};
 
 /// The instrumentation scope of every span this service creates.
 const TRACER_NAME: &str = "somework";
@@ -78,56 +73,59 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// Builds the tracer provider and installs it, with the W3C trace-context
-    /// and baggage propagators, as the global ones; caches [`tracer`].
+    /// Builds the tracer provider and installs it, with the propagators of
+    /// `OTEL_PROPAGATORS`, as the global ones; caches [`tracer`].
     ///
     /// Must run inside a Tokio runtime: the tonic channel spawns its connection
     /// task there. The channel connects lazily, so an unreachable collector does
     /// not delay startup.
     pub fn init(config: &TracesConfig, resource: &ResourceConfig) -> Result<Self, TelemetryError> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(config.endpoint.clone())
-            .with_timeout(config.timeout)
-            .with_metadata(metadata(&config.headers)?)
-            .build()?;
-        let stats = ExportStats::default();
-        let exporter = ReportingExporter::new(exporter, config.endpoint.clone(), stats.clone());
-
         // Every value is set explicitly, so the processor runs with exactly
         // the validated configuration.
-        let batch = BatchConfigBuilder::default()
-            .with_scheduled_delay(config.batch.scheduled_delay)
-            .with_max_queue_size(config.batch.max_queue_size)
-            .with_max_export_batch_size(config.batch.max_export_batch_size)
-            .build();
-        let processor = AdmissionProcessor::new(
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(batch)
-                .build(),
-            config.batch.max_queue_size,
-            stats.clone(),
-        );
-
+        let batch = || {
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(config.batch.scheduled_delay)
+                .with_max_queue_size(config.batch.max_queue_size)
+                .with_max_export_batch_size(config.batch.max_export_batch_size)
+                .build()
+        };
+        let stats = ExportStats::default();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
             .with_sampler(sampler(config.sampler))
-            .with_resource(otel_resource(resource))
-            .build();
+            .with_resource(otel_resource(resource));
+        let provider = match &config.exporter {
+            ExporterConfig::Otlp(otlp) => {
+                let exporter = otlp::span_exporter(otlp)?;
+                let exporter =
+                    ReportingExporter::new(exporter, otlp.endpoint.clone(), stats.clone());
+                provider.with_span_processor(AdmissionProcessor::new(
+                    BatchSpanProcessor::builder(exporter)
+                        .with_batch_config(batch())
+                        .build(),
+                    config.batch.max_queue_size,
+                    stats.clone(),
+                ))
+            }
+            ExporterConfig::Console => provider.with_span_processor(
+                BatchSpanProcessor::builder(opentelemetry_stdout::SpanExporter::default())
+                    .with_batch_config(batch())
+                    .build(),
+            ),
+            ExporterConfig::None => provider,
+        }
+        .build();
 
-        global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-            Box::new(StrictTraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]));
+        global::set_text_map_propagator(propagation::from_config(&config.propagators));
         global::set_tracer_provider(provider.clone());
         TRACER
             .set(provider.tracer(TRACER_NAME))
             .map_err(|_| TelemetryError::TracesInitTwice)?;
         tracing::info!(
-            endpoint = %config.endpoint,
+            exporter = ?config.exporter,
             sampler = ?config.sampler,
+            propagators = ?config.propagators,
             service.name = %resource.service_name,
-            "exporting spans over OTLP/gRPC"
+            "tracing started"
         );
         Ok(Self { provider, stats })
     }
@@ -156,18 +154,6 @@ impl Traces {
             "span export summary"
         );
     }
-}
-
-/// The validated `OTEL_EXPORTER_OTLP_*HEADERS` as tonic's gRPC metadata.
-fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
-    let mut metadata = MetadataMap::new();
-    for (key, value) in headers.iter() {
-        let invalid = || TelemetryError::OtlpHeader(key.to_owned());
-        let key = MetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid())?;
-        let value = MetadataValue::try_from(value).map_err(|_| invalid())?;
-        metadata.insert(key, value);
-    }
-    Ok(metadata)
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {

@@ -7,4 +7,5 @@ mod bugsink_harness;
 mod collector;
 mod first_hour;
 mod helpers;
+mod otlp_protocols;
 mod sentry_bugsink;

@@ -8,6 +8,7 @@ mod bad_requests;
 mod config;
 mod helpers;
 mod load;
+mod otel_env;
 mod router;
 mod sampling;
 mod security;

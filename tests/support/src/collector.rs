@@ -242,6 +242,12 @@ impl Collector {
         format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
     }
 
+    /// The OTLP/HTTP base URL, for `OTEL_EXPORTER_OTLP_ENDPOINT` with
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` (the exporter appends `/v1/traces`).
+    pub fn otlp_http_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_http)
+    }
+
     /// The process id while it runs, e.g. to pin it to a CPU.
     pub fn pid(&self) -> Option<u32> {
         self.running.as_ref().and_then(|running| running.child.id())

@@ -1,0 +1,78 @@
+//! The OTLP exporters of every signal, over gRPC (tonic) or HTTP/protobuf
+//! (reqwest's blocking client, which the SDK's batch processors drive from
+//! their own threads), with the settings resolved in `config::otel`.
+
+use std::collections::HashMap;
+
+use opentelemetry_otlp::{
+    Compression, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+
+use super::TelemetryError;
+use crate::config::{OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol};
+
+/// The OTLP span exporter for `config`.
+pub(super) fn span_exporter(
+    config: &OtlpConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let built = match config.protocol {
+        OtlpProtocol::Grpc => with_tonic_settings(builder.with_tonic(), config)?.build(),
+        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config).build(),
+    };
+    built.map_err(|source| TelemetryError::Exporter {
+        signal: "span",
+        source,
+    })
+}
+
+fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    config: &OtlpConfig,
+) -> Result<B, TelemetryError> {
+    let builder = builder
+        .with_endpoint(config.endpoint.clone())
+        .with_timeout(config.timeout)
+        .with_metadata(metadata(&config.headers)?);
+    Ok(match compression(config.compression) {
+        Some(compression) => builder.with_compression(compression),
+        None => builder,
+    })
+}
+
+fn with_http_settings<B: WithExportConfig + WithHttpConfig>(builder: B, config: &OtlpConfig) -> B {
+    let headers: HashMap<String, String> = config
+        .headers
+        .iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    let builder = builder
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(config.endpoint.clone())
+        .with_timeout(config.timeout)
+        .with_headers(headers);
+    match compression(config.compression) {
+        Some(compression) => builder.with_compression(compression),
+        None => builder,
+    }
+}
+
+fn compression(config: OtlpCompression) -> Option<Compression> {
+    match config {
+        OtlpCompression::Gzip => Some(Compression::Gzip),
+        OtlpCompression::None => None,
+    }
+}
+
+/// The validated `OTEL_EXPORTER_OTLP_*HEADERS` as tonic's gRPC metadata.
+fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
+    let mut metadata = MetadataMap::new();
+    for (key, value) in headers.iter() {
+        let invalid = || TelemetryError::OtlpHeader(key.to_owned());
+        let key = MetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid())?;
+        let value = MetadataValue::try_from(value).map_err(|_| invalid())?;
+        metadata.insert(key, value);
+    }
+    Ok(metadata)
+}
