@@ -351,13 +351,15 @@ async fn ctrl_c_stops_the_run_and_prints_the_table() {
         .spawn()
         .expect("cannot start somework load");
     // The totals must count at least 50 requests: wait until the service
-    // answered more than that.
+    // answered more than that (one trace per request; `/chain` has two
+    // SERVER spans in its trace).
     app.spans_until(|spans| {
-        spans
+        let traces: BTreeSet<String> = spans
             .iter()
             .filter(|s| s.kind() == SpanKind::Server)
-            .count()
-            > 60
+            .map(|s| s.trace_id())
+            .collect();
+        traces.len() > 60
     })
     .await;
     let pid = child.id().expect("running").to_string();
