@@ -48,20 +48,33 @@ impl Readiness {
     }
 }
 
-/// Builds the router. Every route except the health checks runs inside a
-/// SERVER span; the probes stay untraced so they do not flood the traces,
-/// and outside the concurrency limit so that load does not fail them.
-///
-/// Layers run outside-in: size checks, concurrency limit, SERVER span,
-/// timeout, panic catcher, handler. A timeout or a panic is therefore
-/// still recorded on the request's span.
+/// Builds the router: [`routes`] behind [`with_limits`].
 pub fn router(state: AppState) -> Router {
-    let permits = Arc::new(Semaphore::new(limits::MAX_CONCURRENT_REQUESTS));
-    let traced = Router::new()
+    with_limits(routes(), state)
+}
+
+/// The traced routes of the API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/somework", get(work::somework))
         .route("/errorwork", get(work::errorwork))
         .route("/users/{id}", get(work::user))
         .route("/chain", get(chain::chain))
+}
+
+/// Puts `traced` behind the server limits, adds the probes and the JSON
+/// fallbacks. Every route of `traced` runs inside a SERVER span; the probes
+/// stay untraced so they do not flood the traces, and outside the
+/// concurrency limit so that load does not fail them. Kept apart from
+/// [`routes`] so that tests can put a route of their own (one that panics or
+/// hangs) behind the very layers the service uses.
+///
+/// Layers run outside-in: size checks, concurrency limit, SERVER span,
+/// timeout, panic catcher, handler. A timeout or a panic is therefore
+/// still recorded on the request's span.
+pub fn with_limits(traced: Router<AppState>, state: AppState) -> Router {
+    let permits = Arc::new(Semaphore::new(limits::MAX_CONCURRENT_REQUESTS));
+    let traced = traced
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(limits::panic_response))

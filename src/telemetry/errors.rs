@@ -9,14 +9,63 @@
 //! reached it through the collector.
 
 use std::error::Error;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use backtrace::Backtrace;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use sentry::integrations::backtrace::backtrace_to_stacktrace;
 use sentry::protocol::{Context, Event, Mechanism, Stacktrace, TraceContext};
 
+use tokio::sync::Notify;
+
 use crate::config::SentryConfig;
+
+/// Errors whose stack trace is still being resolved on Tokio's blocking pool,
+/// not yet handed to the Sentry transport. Shutdown waits for them before
+/// the last flush, so that an error made just before SIGTERM is delivered:
+/// the first resolution loads the binary's debug info, which can take longer
+/// than the rest of the shutdown.
+static RESOLVING: Resolving = Resolving {
+    count: AtomicUsize::new(0),
+    settled: Notify::const_new(),
+};
+
+struct Resolving {
+    count: AtomicUsize,
+    settled: Notify,
+}
+
+impl Resolving {
+    fn started(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finished(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+}
+
+/// Waits until every error reported so far is in the Sentry transport's
+/// queue, or `timeout` passes; true if they all are.
+pub async fn reported_errors_queued(timeout: Duration) -> bool {
+    let settled = async {
+        loop {
+            let mut notified = pin!(RESOLVING.settled.notified());
+            // Registered before the check, so a notification in between counts.
+            notified.as_mut().enable();
+            if RESOLVING.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(timeout, settled).await.is_ok()
+}
 
 /// Starts the Sentry client, or says once that errors stay local.
 ///
@@ -168,7 +217,13 @@ pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handle
         sentry::capture_event(event);
     };
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(send)),
+        Ok(runtime) => {
+            RESOLVING.started();
+            drop(runtime.spawn_blocking(move || {
+                send();
+                RESOLVING.finished();
+            }));
+        }
         Err(_) => send(),
     }
 }

@@ -88,9 +88,16 @@ impl Telemetry {
             traces.shutdown().await;
         }
         if let Some(sentry) = self.sentry {
+            // Errors reported just before the signal may still be resolving
+            // their stack traces; they share the Sentry flush's time bound.
+            let started = tokio::time::Instant::now();
+            if !errors::reported_errors_queued(SENTRY_FLUSH_TIMEOUT).await {
+                tracing::warn!("stack traces still resolving at shutdown; those errors are lost");
+            }
+            let remaining = SENTRY_FLUSH_TIMEOUT.saturating_sub(started.elapsed());
             // Dropping the init guard flushes and closes the client, bounded
             // by `shutdown_timeout`.
-            match off_runtime(SENTRY_FLUSH_TIMEOUT, move || drop(sentry)).await {
+            match off_runtime(remaining, move || drop(sentry)).await {
                 Some(()) => tracing::info!("sentry flushed"),
                 None => tracing::warn!("sentry flush timed out; unsent events are lost"),
             }

@@ -9,6 +9,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 /// The shutdown bound the service promises.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s documented default: spans per export.
+pub const MAX_EXPORT_BATCH: u64 = 512;
 
 /// Held by every test of this suite for its whole run, so that no two of
 /// them share the machine. A Tokio mutex, because each test has its own
@@ -75,6 +77,26 @@ pub fn count_logs(service: &Service, message_part: &str) -> usize {
                 .is_some_and(|m| m.contains(message_part))
         })
         .count()
+}
+
+/// The `span export summary` line the service logs at shutdown.
+pub fn export_summary(service: &Service) -> serde_json::Value {
+    service
+        .json_logs()
+        .into_iter()
+        .find(|l| l["message"] == "span export summary")
+        .unwrap_or_else(|| panic!("no span export summary in:\n{}", service.logs().join("\n")))
+}
+
+/// Waits for a log line whose message contains `message_part`.
+pub async fn wait_for_message(service: &Service, message_part: &str) -> serde_json::Value {
+    service
+        .wait_for_log(Duration::from_secs(20), |l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message_part))
+        })
+        .await
 }
 
 pub async fn assert_prompt_clean_exit(mut service: Service) {

@@ -11,7 +11,8 @@ use somework_testkit::net::{Blackhole, closed_port};
 use somework_testkit::otlp::{Behaviour, OtlpReceiver};
 
 use crate::helpers::{
-    assert_near_healthy, assert_prompt_clean_exit, count_logs, interleaved_latencies, otlp, serial,
+    MAX_EXPORT_BATCH, SHUTDOWN_BOUND, assert_near_healthy, assert_prompt_clean_exit, count_logs,
+    export_summary, interleaved_latencies, otlp, serial, wait_for_message,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,7 +21,7 @@ async fn a_collector_down_at_startup_costs_no_latency_and_warns_once() {
     let receiver = OtlpReceiver::start().await;
     let healthy = otlp(receiver.endpoint()).start().await;
     let closed = closed_port();
-    let down = otlp(format!("http://{}", closed.addr()))
+    let mut down = otlp(format!("http://{}", closed.addr()))
         .env("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
         .start()
         .await;
@@ -28,36 +29,59 @@ async fn a_collector_down_at_startup_costs_no_latency_and_warns_once() {
     let latencies = interleaved_latencies(&[&healthy, &down], "/somework", 300).await;
     assert_near_healthy("collector down", &latencies[0], &latencies[1]);
 
-    // Let several export cycles fail before counting the warnings.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_message(&down, "span export failed").await;
+    // Counted once the process is gone, so every line it printed is read.
+    let (status, took) = down
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    assert!(
+        status.success() && took < SHUTDOWN_BOUND,
+        "{status:?} after {took:?}"
+    );
+    let summary = export_summary(&down);
+    assert!(
+        summary["spans.failed"].as_u64() > Some(MAX_EXPORT_BATCH),
+        "more than one batch failed, so the warning had occasion to repeat: {summary}"
+    );
     assert_eq!(
         count_logs(&down, "span export failed"),
         1,
         "one warning per outage"
     );
-    assert_prompt_clean_exit(down).await;
     assert_prompt_clean_exit(healthy).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn slow_and_failing_collectors_do_not_slow_requests() {
+async fn slow_failing_and_hung_collectors_do_not_slow_requests() {
     let _serial = serial().await;
     let healthy_receiver = OtlpReceiver::start().await;
     let slow_receiver = OtlpReceiver::start().await;
     slow_receiver.set_behaviour(Behaviour::Delay(Duration::from_secs(3)));
     let failing_receiver = OtlpReceiver::start().await;
     failing_receiver.set_behaviour(Behaviour::Unavailable);
+    // Accepts the connection and never answers: each export waits out its
+    // whole timeout.
+    let hung_collector = Blackhole::start().await;
 
     let healthy = otlp(healthy_receiver.endpoint()).start().await;
     let slow = otlp(slow_receiver.endpoint()).start().await;
     let failing = otlp(failing_receiver.endpoint()).start().await;
+    let hung = otlp(format!("http://{}", hung_collector.addr()))
+        .start()
+        .await;
 
-    let latencies = interleaved_latencies(&[&healthy, &slow, &failing], "/somework", 300).await;
+    let latencies =
+        interleaved_latencies(&[&healthy, &slow, &failing, &hung], "/somework", 300).await;
     assert_near_healthy("slow collector", &latencies[0], &latencies[1]);
     assert_near_healthy("failing collector", &latencies[0], &latencies[2]);
+    assert_near_healthy("hung collector", &latencies[0], &latencies[3]);
     assert!(slow_receiver.export_calls() > 0 && failing_receiver.export_calls() > 0);
+    assert!(
+        hung_collector.accepted(1, Duration::ZERO).await > 0,
+        "the service never connected to the hung collector"
+    );
 
-    for service in [healthy, slow, failing] {
+    for service in [healthy, slow, failing, hung] {
         assert_prompt_clean_exit(service).await;
     }
 }

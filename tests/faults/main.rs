@@ -10,3 +10,4 @@ mod helpers;
 mod latency;
 mod outage;
 mod shutdown;
+mod timeout;

@@ -10,7 +10,12 @@ use somework_testkit::net::Blackhole;
 use somework_testkit::otlp::OtlpReceiver;
 use somework_testkit::process::rss_kib;
 
-use crate::helpers::{SHUTDOWN_BOUND, assert_prompt_clean_exit, otlp, serial};
+use somework_testkit::otlp::Behaviour;
+
+use crate::helpers::{
+    SHUTDOWN_BOUND, assert_prompt_clean_exit, count_logs, export_summary, otlp, serial,
+    wait_for_message,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_reconnects_after_a_collector_restart() {
@@ -27,11 +32,11 @@ async fn the_service_reconnects_after_a_collector_restart() {
     receiver.trace(&before, 4, Duration::from_secs(10)).await;
     let addr = receiver.kill().await;
 
-    // The collector is gone: requests still succeed.
+    // The collector is gone: requests still succeed, and their export fails.
     for _ in 0..50 {
         request().await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_message(&service, "span export failed").await;
 
     let restarted = OtlpReceiver::start_on(addr).await;
     let mut after = Vec::new();
@@ -148,5 +153,126 @@ async fn memory_stays_flat_and_every_span_is_accounted_for_through_a_long_outage
         exported + failed + dropped + unsent,
         4 * answered,
         "spans went missing from the accounting"
+    );
+}
+
+/// Log lines at error level from the SDK's own targets.
+fn sdk_errors(service: &somework_testkit::service::Service) -> Vec<serde_json::Value> {
+    service
+        .json_logs()
+        .into_iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("opentelemetry"))
+                && l["level"] == "ERROR"
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_outage_warns_once_and_its_end_is_logged_even_with_sdk_logs_asked_for() {
+    let _serial = serial().await;
+    let receiver = OtlpReceiver::start().await;
+    receiver.set_behaviour(Behaviour::Unavailable);
+    // A user's filter that enables every target under `opentelemetry`,
+    // the SDK's included, must not bring back an error per failed export.
+    let mut service = otlp(receiver.endpoint())
+        .env("RUST_LOG", "info,opentelemetry=debug")
+        .start()
+        .await;
+    let wait = Duration::from_secs(20);
+    // An export makes at most four calls (the exporter retries three times),
+    // one after another; nine calls are therefore three exports, two of
+    // which have failed for good. A request before each call keeps spans
+    // queued for the next export.
+    let fail_exports = || {
+        let (service, receiver) = (&service, &receiver);
+        async move {
+            let target = receiver.export_calls() + 9;
+            while receiver.export_calls() < target {
+                let calls = receiver.export_calls();
+                assert_eq!(service.get_somework().await.status, 200);
+                assert!(receiver.wait_for_export_calls(calls + 1, wait).await > calls);
+            }
+        }
+    };
+
+    fail_exports().await;
+    wait_for_message(&service, "span export failed").await;
+    receiver.set_behaviour(Behaviour::Accept);
+    let trace = service.get_somework().await.trace_id();
+    receiver.trace(&trace, 4, wait).await;
+    wait_for_message(&service, "span export recovered").await;
+    assert_eq!(count_logs(&service, "span export failed"), 1);
+
+    receiver.set_behaviour(Behaviour::Unavailable);
+    fail_exports().await;
+    service
+        .wait_for_log(wait, |_| count_logs(&service, "span export failed") == 2)
+        .await;
+
+    let (status, took) = service
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    assert!(
+        status.success() && took < SHUTDOWN_BOUND,
+        "{status:?} after {took:?}"
+    );
+    assert_eq!(
+        count_logs(&service, "span export failed"),
+        2,
+        "one warning per outage"
+    );
+    assert_eq!(count_logs(&service, "span export recovered"), 1);
+    assert_eq!(
+        sdk_errors(&service),
+        Vec::<serde_json::Value>::new(),
+        "the SDK logged failed exports itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_warns_once_even_under_rust_log_debug() {
+    const QUEUE: usize = 8;
+    let _serial = serial().await;
+    let hung = Blackhole::start().await;
+    let mut service = otlp(format!("http://{}", hung.addr()))
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", QUEUE.to_string())
+        .env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", QUEUE.to_string())
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")
+        .env("RUST_LOG", "debug")
+        .start()
+        .await;
+
+    // Four spans per request: the third request overflows the queue, which
+    // stays full until the hung export times out.
+    for _ in 0..5 {
+        assert_eq!(service.get_somework().await.status, 200);
+    }
+    let warning = wait_for_message(&service, "span queue full").await;
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["capacity"], QUEUE, "{warning}");
+    // The export that hangs times out: the SDK would log its error now.
+    wait_for_message(&service, "span export failed").await;
+
+    let (status, took) = service
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    assert!(
+        status.success() && took < SHUTDOWN_BOUND,
+        "{status:?} after {took:?}"
+    );
+    assert_eq!(
+        count_logs(&service, "span queue full"),
+        1,
+        "one warning per episode"
+    );
+    let summary = export_summary(&service);
+    assert!(summary["spans.dropped"].as_u64() > Some(0), "{summary}");
+    assert_eq!(
+        sdk_errors(&service),
+        Vec::<serde_json::Value>::new(),
+        "the SDK logged failed exports itself"
     );
 }

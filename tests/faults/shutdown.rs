@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
+use somework::server::DRAIN_TIMEOUT;
 use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::net::Blackhole;
 use somework_testkit::otlp::OtlpReceiver;
 
-use crate::helpers::{SHUTDOWN_BOUND, assert_prompt_clean_exit, otlp, serial};
+use crate::helpers::{SHUTDOWN_BOUND, assert_prompt_clean_exit, otlp, serial, wait_for_message};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_one_cpu_with_a_hung_collector_sigterm_exits_in_time() {
@@ -83,7 +84,16 @@ async fn sigterm_under_load_loses_no_span_of_an_answered_request() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under way: the receiver holds the server spans of many answered requests.
+    receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans
+                .iter()
+                .filter(|s| s.kind() == SpanKind::Server)
+                .count()
+                > 60
+        })
+        .await;
     let _ = signalled_at.set(Instant::now());
     let (status, took) = service
         .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
@@ -129,4 +139,46 @@ async fn sigterm_under_load_loses_no_span_of_an_answered_request() {
         answered, exported,
         "answered requests and exported server spans differ"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_in_flight_request_is_cut_at_the_drain_bound() {
+    let _serial = serial().await;
+    let receiver = OtlpReceiver::start().await;
+    // The next hop of /chain accepts the call and never answers; the
+    // service's own downstream timeout (10 s) is longer than the drain.
+    let next_hop = Blackhole::start().await;
+    let mut service = otlp(receiver.endpoint())
+        .env("DOWNSTREAM_URL", format!("http://{}", next_hop.addr()))
+        .start()
+        .await;
+    let url = service.url("/chain?hops=1");
+    let in_flight = tokio::spawn(async move {
+        let result = reqwest::get(&url).await;
+        (result.map(|r| r.status()), Instant::now())
+    });
+    assert_eq!(
+        next_hop.accepted(1, Duration::from_secs(10)).await,
+        1,
+        "the request never reached the next hop"
+    );
+
+    let signalled_at = Instant::now();
+    let (status, took) = service
+        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
+        .await;
+    let (answer, ended_at) = in_flight.await.expect("the client task");
+    let cut_after = ended_at - signalled_at;
+    eprintln!("in-flight request cut after {cut_after:?}; exit after {took:?}");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < SHUTDOWN_BOUND, "shutdown took {took:?}");
+    assert!(
+        answer.is_err(),
+        "the hung request got an answer: {answer:?}"
+    );
+    assert!(
+        cut_after >= DRAIN_TIMEOUT && cut_after < SHUTDOWN_BOUND,
+        "the request was cut after {cut_after:?}, not at the {DRAIN_TIMEOUT:?} drain bound"
+    );
+    wait_for_message(&service, "in-flight requests did not finish in time").await;
 }

@@ -9,3 +9,4 @@ mod first_hour;
 mod helpers;
 mod otlp_protocols;
 mod sentry_bugsink;
+mod sentry_paths;

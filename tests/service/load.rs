@@ -17,7 +17,7 @@ use somework_testkit::service::Service;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{SHUTDOWN_LIMIT, TestApp, spawn_app, spawn_app_with};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_somework");
 /// Generous: every run here sends for at most a few seconds.
@@ -199,9 +199,11 @@ async fn the_same_seed_sends_the_same_requests() {
 async fn the_service_continues_the_traces_the_tool_starts() {
     // The service samples nothing of its own accord, so every span it
     // exports exists because the tool's traceparent said "sampled".
-    let TestApp { service, receiver } =
-        spawn_app_with(|builder| builder.env("OTEL_TRACES_SAMPLER", "parentbased_always_off"))
-            .await;
+    let TestApp {
+        mut service,
+        receiver,
+    } = spawn_app_with(|builder| builder.env("OTEL_TRACES_SAMPLER", "parentbased_always_off"))
+        .await;
     let report = load_json(&[
         "--target",
         &service.url(""),
@@ -261,7 +263,9 @@ async fn the_service_continues_the_traces_the_tool_starts() {
     .await;
     assert_eq!(report["finished"], 10);
     assert!(report["slowest"][0]["trace_id"].is_null());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Shutdown flushes every span the service holds: nothing can come later.
+    let (status, _) = service.terminate(SHUTDOWN_LIMIT).await;
+    assert!(status.success(), "exit status {status:?}");
     assert_eq!(receiver.spans().iter().filter(is_server).count(), 20);
 }
 
@@ -510,7 +514,18 @@ async fn ctrl_c_stops_the_run_and_prints_the_table() {
     let child = load_command(&["--target", &service.url(""), "--rps", "100"])
         .spawn()
         .expect("cannot start somework load");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The totals must count at least 50 requests: wait until the service
+    // answered more than that (one trace per request; `/chain` has two
+    // SERVER spans in its trace).
+    app.spans_until(|spans| {
+        let traces: BTreeSet<String> = spans
+            .iter()
+            .filter(|s| s.kind() == SpanKind::Server)
+            .map(|s| s.trace_id())
+            .collect();
+        traces.len() > 60
+    })
+    .await;
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])

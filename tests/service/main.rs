@@ -2,7 +2,8 @@
 //! configuration, its answers to bad requests, and what it never leaks.
 //! Most tests run the real binary against an in-process OTLP receiver
 //! (`helpers::spawn_app`); `router` calls the axum Router in-process where
-//! no socket is needed.
+//! no socket is needed; `wire` checks what goes to the next hop and the
+//! collector.
 
 mod bad_requests;
 mod config;
@@ -13,3 +14,4 @@ mod router;
 mod sampling;
 mod security;
 mod spans;
+mod wire;

@@ -8,27 +8,45 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
 use serde_json::Value;
 use somework::config::WorkConfig;
 use somework::downstream::Downstream;
-use somework::routes::limits::{MAX_BODY_BYTES, MAX_HEADER_BYTES};
-use somework::routes::{AppState, Readiness, router};
+use somework::routes::limits::{MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_HEADER_BYTES};
+use somework::routes::{AppState, Readiness, router, routes, with_limits};
 use somework::work::Work;
+use somework_testkit::net::Blackhole;
 use tower::ServiceExt as _;
 
 /// The router with no simulated sleep or failure. `/chain` calls go to a
 /// port nobody listens on; the tests here never send one that far.
 fn app(readiness: Readiness) -> Router {
-    let downstream = "http://127.0.0.1:9".parse().expect("a valid URL");
-    router(AppState {
+    router(state(readiness, "http://127.0.0.1:9"))
+}
+
+/// The handlers' state, with `/chain` calling `downstream`.
+fn state(readiness: Readiness, downstream: &str) -> AppState {
+    AppState {
         work: Work::new(WorkConfig {
             max_sleep: Duration::ZERO,
             error_rate: 0.0,
         }),
-        downstream: Downstream::new(downstream).expect("an HTTP client"),
+        downstream: Downstream::new(downstream.parse().expect("a valid URL"))
+            .expect("an HTTP client"),
         service_name: "somework".into(),
         readiness,
-    })
+    }
+}
+
+/// The service's routes and one of the test's, `/test`, behind the
+/// service's own limits: for a handler that panics, which no route of the
+/// service does on purpose. (The request timeout is tested the same way in
+/// the `faults` suite, which measures time.)
+fn app_with_test_route(handler: axum::routing::MethodRouter<AppState>) -> Router {
+    with_limits(
+        routes().route("/test", handler),
+        state(Readiness::ready(), "http://127.0.0.1:9"),
+    )
 }
 
 /// Sends `request` through a fresh router; returns the status and JSON body.
@@ -54,7 +72,7 @@ async fn call(router: Router, request: Request<Body>) -> (StatusCode, Value) {
     (status, body)
 }
 
-fn get(uri: &str) -> Request<Body> {
+fn get_request(uri: &str) -> Request<Body> {
     Request::get(uri)
         .body(Body::empty())
         .expect("a valid request")
@@ -62,7 +80,7 @@ fn get(uri: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn healthz_answers_ok() {
-    let (status, body) = call(app(Readiness::ready()), get("/healthz")).await;
+    let (status, body) = call(app(Readiness::ready()), get_request("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
@@ -70,14 +88,14 @@ async fn healthz_answers_ok() {
 #[tokio::test]
 async fn readyz_turns_503_once_shutdown_begins_while_healthz_stays_ok() {
     let readiness = Readiness::ready();
-    let (status, body) = call(app(readiness.clone()), get("/readyz")).await;
+    let (status, body) = call(app(readiness.clone()), get_request("/readyz")).await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &"ready".into()));
 
     readiness.set_not_ready();
-    let (status, body) = call(app(readiness.clone()), get("/readyz")).await;
+    let (status, body) = call(app(readiness.clone()), get_request("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "shutting down");
-    let (status, _) = call(app(readiness), get("/healthz")).await;
+    let (status, _) = call(app(readiness), get_request("/healthz")).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -87,7 +105,7 @@ async fn readyz_turns_503_once_shutdown_begins_while_healthz_stays_ok() {
 
 #[tokio::test]
 async fn somework_answers_with_its_report() {
-    let (status, body) = call(app(Readiness::ready()), get("/somework")).await;
+    let (status, body) = call(app(Readiness::ready()), get_request("/somework")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["error_work"], "succeeded");
     assert_eq!(body["slept_ms"], 0);
@@ -95,7 +113,7 @@ async fn somework_answers_with_its_report() {
 
 #[tokio::test]
 async fn errorwork_answers_500_with_the_error() {
-    let (status, body) = call(app(Readiness::ready()), get("/errorwork")).await;
+    let (status, body) = call(app(Readiness::ready()), get_request("/errorwork")).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
         body["error"]
@@ -200,4 +218,69 @@ async fn declared_bodies_are_limited_at_the_documented_size() {
             .is_some_and(|e| e.contains("body exceeds")),
         "{body}"
     );
+}
+
+async fn panics() -> &'static str {
+    panic!("a handler panicked on purpose")
+}
+
+#[tokio::test]
+async fn a_handler_panic_answers_a_json_500() {
+    let panicking = app_with_test_route(get(panics));
+    let (status, body) = call(panicking, get_request("/test")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"], "internal error", "no panic message leaks");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_the_concurrency_limit_requests_get_503_json_while_probes_answer() {
+    // Each `/chain` call holds its permit while it waits on a downstream
+    // that accepts the connection and never answers.
+    let hung = Blackhole::start().await;
+    let app = router(state(
+        Readiness::ready(),
+        &format!("http://{}", hung.addr()),
+    ));
+    let mut holding: Vec<_> = (0..MAX_CONCURRENT_REQUESTS)
+        .map(|_| tokio::spawn(app.clone().oneshot(get_request("/chain?hops=1"))))
+        .collect();
+    let wait = Duration::from_secs(30);
+    assert_eq!(
+        hung.accepted(MAX_CONCURRENT_REQUESTS, wait).await,
+        MAX_CONCURRENT_REQUESTS,
+        "every request within the limit reached the downstream"
+    );
+
+    let (status, body) = call(app.clone(), get_request("/chain?hops=1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many concurrent requests")),
+        "{body}"
+    );
+    let (status, _) = call(app.clone(), get_request("/somework")).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the limit is shared"
+    );
+    for probe in ["/healthz", "/readyz"] {
+        let (status, body) = call(app.clone(), get_request(probe)).await;
+        assert_eq!(status, StatusCode::OK, "{probe} is exempt: {body}");
+    }
+
+    // One request ends: its permit goes to the next one.
+    let ended = holding.pop().expect("one");
+    ended.abort();
+    assert!(ended.await.is_err_and(|e| e.is_cancelled()));
+    let next = tokio::spawn(app.clone().oneshot(get_request("/chain?hops=1")));
+    assert_eq!(
+        hung.accepted(MAX_CONCURRENT_REQUESTS + 1, wait).await,
+        MAX_CONCURRENT_REQUESTS + 1,
+        "a freed permit is taken again"
+    );
+    for request in holding.into_iter().chain([next]) {
+        request.abort();
+    }
 }

@@ -312,12 +312,23 @@ async fn probes_are_not_traced_but_unknown_routes_and_methods_are() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_spans_that_the_schedule_would_send_much_later() {
     let mut app = spawn_app_with(|s| s.env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
+    // The same requests to a service on the harness's 100 ms schedule: once
+    // its spans arrived, an export of the first would have arrived too.
+    let control = spawn_app().await;
 
     let mut trace_ids = Vec::new();
+    let mut control_ids = Vec::new();
     for _ in 0..5 {
         trace_ids.push(app.get_somework().await.trace_id());
+        control_ids.push(control.get_somework().await.trace_id());
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    control
+        .spans_until(|spans| {
+            control_ids
+                .iter()
+                .all(|id| spans.iter().filter(|s| &s.trace_id() == id).count() == 4)
+        })
+        .await;
     assert!(
         app.receiver.spans().is_empty(),
         "nothing is exported before the schedule or shutdown"

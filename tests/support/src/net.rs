@@ -2,9 +2,12 @@
 //! connections but never answers.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// A loopback port with nothing listening on it, held for as long as this
@@ -48,7 +51,15 @@ pub fn closed_port() -> ClosedPort {
 #[derive(Debug)]
 pub struct Blackhole {
     addr: SocketAddr,
+    accepted: Arc<Accepted>,
     task: JoinHandle<()>,
+}
+
+/// The peers of the connections accepted so far.
+#[derive(Debug, Default)]
+struct Accepted {
+    peers: Mutex<Vec<SocketAddr>>,
+    arrived: Notify,
 }
 
 impl Blackhole {
@@ -57,17 +68,38 @@ impl Blackhole {
             .await
             .expect("cannot bind the blackhole");
         let addr = listener.local_addr().expect("bound address");
+        let accepted = Arc::new(Accepted::default());
+        let recorded = accepted.clone();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
+            while let Ok((socket, peer)) = listener.accept().await {
                 held.push(socket);
+                recorded.peers.lock().unwrap().push(peer);
+                recorded.arrived.notify_waiters();
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            accepted,
+            task,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Waits until at least `count` connections were accepted, or `timeout`
+    /// passes; returns how many were accepted either way.
+    pub async fn accepted(&self, count: usize, timeout: Duration) -> usize {
+        let peers = crate::wait::until(
+            &self.accepted.arrived,
+            timeout,
+            || self.accepted.peers.lock().unwrap().clone(),
+            |peers| peers.len() >= count,
+        )
+        .await;
+        peers.len()
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Behaviour {
 struct Shared {
     spans: Mutex<Vec<ReceivedSpan>>,
     exports: Mutex<u64>,
+    /// The gRPC metadata (HTTP/2 headers) of every export call, in order.
+    metadata: Mutex<Vec<HashMap<String, String>>>,
     behaviour: Mutex<Behaviour>,
     arrived: Notify,
 }
@@ -89,6 +91,7 @@ impl OtlpReceiver {
         let shared = Arc::new(Shared {
             spans: Mutex::new(Vec::new()),
             exports: Mutex::new(0),
+            metadata: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
         });
@@ -139,6 +142,12 @@ impl OtlpReceiver {
         self.shared.spans.lock().unwrap().clone()
     }
 
+    /// The gRPC metadata of every export call so far (accepted or not),
+    /// with names in lower case and values that are not ASCII left out.
+    pub fn metadata(&self) -> Vec<HashMap<String, String>> {
+        self.shared.metadata.lock().unwrap().clone()
+    }
+
     /// How many export calls reached the receiver (accepted or not).
     pub fn export_calls(&self) -> u64 {
         *self.shared.exports.lock().unwrap()
@@ -153,6 +162,19 @@ impl OtlpReceiver {
         done: impl Fn(&[ReceivedSpan]) -> bool,
     ) -> Vec<ReceivedSpan> {
         crate::wait::until(&self.shared.arrived, timeout, || self.spans(), done).await
+    }
+
+    /// Waits until at least `count` export calls arrived (accepted or not),
+    /// or `timeout` passes; returns the number of calls either way.
+    pub async fn wait_for_export_calls(&self, count: u64, timeout: Duration) -> u64 {
+        let calls = crate::wait::until(
+            &self.shared.arrived,
+            timeout,
+            || vec![self.export_calls()],
+            |calls| calls[0] >= count,
+        )
+        .await;
+        calls[0]
     }
 
     /// Waits for at least `count` spans of the trace `trace_id`.
@@ -206,6 +228,15 @@ impl TraceService for Receiver {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         *self.0.exports.lock().unwrap() += 1;
+        let metadata = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        self.0.metadata.lock().unwrap().push(metadata);
+        self.0.arrived.notify_waiters();
         let behaviour = *self.0.behaviour.lock().unwrap();
         match behaviour {
             Behaviour::Accept => {}
