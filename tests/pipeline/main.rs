@@ -8,3 +8,4 @@ mod collector;
 mod first_hour;
 mod helpers;
 mod sentry_bugsink;
+mod sentry_errors;
