@@ -194,6 +194,51 @@ mod tests {
         assert!(telemetry.sentry.is_none());
     }
 
+    /// The README's configuration table is the documentation users read: for
+    /// each row whose default is a literal value, setting the variable to it
+    /// must give the same configuration as leaving it unset.
+    #[test]
+    fn every_default_in_the_readme_is_the_real_default() {
+        let readme = include_str!("../../README.md");
+        let documented: Vec<(&str, &str)> = readme
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.strip_prefix("| `")?.split(" | ");
+                let name = cells.next()?.split('`').next()?;
+                let default = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                (!default.contains('`')).then_some((name, default))
+            })
+            .collect();
+        let names: Vec<&str> = documented.iter().map(|(name, _)| *name).collect();
+        for expected in [
+            "LISTEN_ADDR",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+            "OTEL_SERVICE_NAME",
+            "OTEL_SDK_DISABLED",
+            "OTEL_BSP_SCHEDULE_DELAY",
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "WORK_SLEEP_MS",
+            "ERROR_RATE",
+            "LOG_FORMAT",
+        ] {
+            assert!(names.contains(&expected), "{expected} not in {names:?}");
+        }
+        let defaults = format!("{:?}", parse(&[]).expect("defaults are valid"));
+        for (name, value) in documented {
+            let set = parse(&[(name, value)])
+                .unwrap_or_else(|e| panic!("the README's {name}={value} is refused: {e}"));
+            assert_eq!(
+                format!("{set:?}"),
+                defaults,
+                "{name}={value}, documented as the default, is not the default"
+            );
+        }
+    }
+
     #[test]
     fn empty_values_count_as_unset() {
         let config = parse(&[
