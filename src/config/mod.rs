@@ -279,8 +279,12 @@ mod tests {
     #[test]
     fn a_non_ascii_log_filter_is_refused_before_it_can_panic() {
         // Found by `cargo fuzz run config`: EnvFilter::try_new("\nɦ[") panics.
-        let error = parse(&[("RUST_LOG", "\nɦ[")]).unwrap_err();
-        assert!(error.to_string().contains("RUST_LOG"), "{error}");
+        // Refused whether or not tracing-subscriber would parse it: both
+        // conditions hold, ASCII and a valid filter.
+        for refused in ["\nɦ[", "é=info", "info,[", "somework=loud"] {
+            let error = parse(&[("RUST_LOG", refused)]).unwrap_err();
+            assert!(error.to_string().contains("RUST_LOG"), "{refused}: {error}");
+        }
         let config = parse(&[("RUST_LOG", "info,somework=debug")]).expect("valid");
         assert_eq!(
             config.telemetry.logs.filter.as_deref(),
