@@ -437,7 +437,7 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_and_its_percentage_of_th
     let fast = &fast;
     let replies: Vec<(&str, u16, String)> = futures_util::stream::iter(routes)
         .map(|route| async move {
-            let (status, trace_id) = request(&fast, route).await;
+            let (status, trace_id) = request(fast, route).await;
             (route, status, trace_id)
         })
         .buffer_unordered(8)
