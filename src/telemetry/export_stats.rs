@@ -367,7 +367,8 @@ mod tests {
         let exporter = ReportingExporter::new(inner.clone(), "http://c:4317".to_owned(), stats);
         let fail = |failing: bool| inner.0.fail.store(failing, Ordering::Relaxed);
         let logs = logs_of(|| {
-            for failing in [false, true, true, true, false, false, true] {
+            // Two outages, of four failed exports and of one: one warning each.
+            for failing in [false, true, true, true, true, false, false, true] {
                 fail(failing);
                 let _ = export(&exporter, Vec::new());
             }
