@@ -1,6 +1,6 @@
 # Every target is a thin wrapper around a script in scripts/, so the scripts
 # stay the single source of truth and work without make too.
-.PHONY: test run up down bugsink build-collector render-k8s lint bench
+.PHONY: test run up down bugsink build-collector render-k8s lint bench mutants
 
 ## Run the whole test suite (what CI runs). Installs the tools it needs into .tools/.
 test:
@@ -42,3 +42,7 @@ bench:
 ## Formatting, clippy and shellcheck only.
 lint:
 	scripts/test.sh --lint-only
+
+## Mutation testing of the parsing and accounting modules (cargo mutants; slow, not in CI).
+mutants:
+	scripts/mutants.sh

@@ -54,6 +54,9 @@ fi
 step "cargo test (release build; the end-to-end tests run the release binary)"
 mkdir -p "$CACHE_DIR"
 results="$CACHE_DIR/test-output.log"
+# Figures the tests measure (tests/support/src/results.rs); printed below.
+figures_dir="$CARGO_TARGET_DIR/test-results"
+rm -rf "$figures_dir"
 set +e
 cargo test "${CARGO_TEST_ARGS[@]}" 2>&1 | tee "$results"
 cargo_status=${PIPESTATUS[0]}
@@ -66,6 +69,10 @@ read -r passed failed skipped < <(awk '
   /^test result:/ { passed += $4; failed += $6 }
   /^SKIPPED:/ { skipped += 1 }
   END { print passed + 0, failed + 0, skipped + 0 }' "$results")
+if compgen -G "$figures_dir/*.jsonl" >/dev/null; then
+  log "figures measured by this run (the README quotes them; kept in $figures_dir):"
+  cat "$figures_dir"/*.jsonl >&2
+fi
 printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
 ((cargo_status == 0)) || die "cargo test failed (output in $results)"
 if [[ "${CI:-}" == true || "${CI:-}" == 1 ]] && ((skipped > 0)); then

@@ -145,6 +145,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn positive_means_one_or_more() {
+        assert_eq!(parse_positive("0"), None);
+        assert_eq!(parse_positive("1"), Some(1));
+        assert_eq!(parse_positive("-1"), None);
+    }
+
+    #[test]
+    fn only_http_and_https_urls_are_endpoints() {
+        assert!(parse_http_url("http://collector:4317").is_some());
+        assert!(parse_http_url("https://collector").is_some());
+        for refused in [
+            "ftp://collector:4317",
+            "unix:/run/otel.sock",
+            "collector:4317",
+        ] {
+            assert_eq!(parse_http_url(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let env = Env::new(|name| (name == "EMPTY").then(String::new));
         assert_eq!(env.get("EMPTY"), None);
@@ -199,6 +219,10 @@ mod tests {
         assert!(is_percent_encoded("a%20b"));
         assert!(!is_percent_encoded("100%"));
         assert!(!is_percent_encoded("%zz"));
+        // Exactly the two bytes after each `%`, wherever it is.
+        assert!(is_percent_encoded("xx%41"));
+        assert!(!is_percent_encoded("a%4g"));
+        assert!(!is_percent_encoded("a%4"));
         assert_eq!(parse_key_values("k=50%"), None);
     }
 }

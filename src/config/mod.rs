@@ -197,6 +197,51 @@ mod tests {
         assert!(telemetry.sentry.is_none());
     }
 
+    /// The README's configuration table is the documentation users read: for
+    /// each row whose default is a literal value, setting the variable to it
+    /// must give the same configuration as leaving it unset.
+    #[test]
+    fn every_default_in_the_readme_is_the_real_default() {
+        let readme = include_str!("../../README.md");
+        let documented: Vec<(&str, &str)> = readme
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.strip_prefix("| `")?.split(" | ");
+                let name = cells.next()?.split('`').next()?;
+                let default = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                (!default.contains('`')).then_some((name, default))
+            })
+            .collect();
+        let names: Vec<&str> = documented.iter().map(|(name, _)| *name).collect();
+        for expected in [
+            "LISTEN_ADDR",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+            "OTEL_SERVICE_NAME",
+            "OTEL_SDK_DISABLED",
+            "OTEL_BSP_SCHEDULE_DELAY",
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "WORK_SLEEP_MS",
+            "ERROR_RATE",
+            "LOG_FORMAT",
+        ] {
+            assert!(names.contains(&expected), "{expected} not in {names:?}");
+        }
+        let defaults = format!("{:?}", parse(&[]).expect("defaults are valid"));
+        for (name, value) in documented {
+            let set = parse(&[(name, value)])
+                .unwrap_or_else(|e| panic!("the README's {name}={value} is refused: {e}"));
+            assert_eq!(
+                format!("{set:?}"),
+                defaults,
+                "{name}={value}, documented as the default, is not the default"
+            );
+        }
+    }
+
     #[test]
     fn empty_values_count_as_unset() {
         let config = parse(&[
@@ -237,8 +282,12 @@ mod tests {
     #[test]
     fn a_non_ascii_log_filter_is_refused_before_it_can_panic() {
         // Found by `cargo fuzz run config`: EnvFilter::try_new("\nɦ[") panics.
-        let error = parse(&[("RUST_LOG", "\nɦ[")]).unwrap_err();
-        assert!(error.to_string().contains("RUST_LOG"), "{error}");
+        // Refused whether or not tracing-subscriber would parse it: both
+        // conditions hold, ASCII and a valid filter.
+        for refused in ["\nɦ[", "é=info", "info,[", "somework=loud"] {
+            let error = parse(&[("RUST_LOG", refused)]).unwrap_err();
+            assert!(error.to_string().contains("RUST_LOG"), "{refused}: {error}");
+        }
         let config = parse(&[("RUST_LOG", "info,somework=debug")]).expect("valid");
         assert_eq!(
             config.telemetry.logs.filter.as_deref(),

@@ -100,7 +100,76 @@ pub fn is_valid_traceparent(header: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+
     use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn extract(headers: &[(&str, &str)]) -> SpanContext {
+        let carrier: HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let cx = StrictTraceContextPropagator::new().extract(&carrier);
+        cx.span().span_context().clone()
+    }
+
+    #[test]
+    fn a_valid_traceparent_and_its_tracestate_are_extracted() {
+        let span = extract(&[("traceparent", VALID), ("tracestate", "vendor=value")]);
+        assert!(span.is_remote());
+        assert_eq!(
+            span.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(span.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(span.is_sampled());
+        assert_eq!(span.trace_state().header(), "vendor=value");
+    }
+
+    #[test]
+    fn an_invalid_traceparent_leaves_the_context_empty() {
+        let span = extract(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=value"),
+        ]);
+        assert!(!span.is_valid());
+        assert!(!extract(&[]).is_valid());
+    }
+
+    #[test]
+    fn the_current_span_is_injected_with_its_tracestate() {
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex"),
+            SpanId::from_hex("00f067aa0ba902b7").expect("hex"),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "value")]).expect("valid state"),
+        );
+        let cx = Context::new().with_remote_span_context(span);
+        let mut carrier: HashMap<String, String> = HashMap::new();
+        StrictTraceContextPropagator::new().inject_context(&cx, &mut carrier);
+        assert_eq!(carrier.get("traceparent").map(String::as_str), Some(VALID));
+        assert_eq!(
+            carrier.get("tracestate").map(String::as_str),
+            Some("vendor=value")
+        );
+    }
+
+    #[test]
+    fn the_fields_are_the_w3c_headers() {
+        let propagator = StrictTraceContextPropagator::new();
+        let fields: Vec<&str> = propagator.fields().collect();
+        assert_eq!(fields, ["traceparent", "tracestate"]);
+    }
 
     #[test]
     fn accepts_the_spec_examples() {

@@ -56,10 +56,29 @@ fn p99(sorted: &[Duration]) -> Duration {
     sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
 }
 
+/// Keeps the figures a test measured (see `somework_testkit::results`): in
+/// `target/test-results/faults.jsonl`, printed at the end of `make test`.
+pub fn figures(test: &str, figures: serde_json::Value) {
+    somework_testkit::results::record(env!("CARGO_TARGET_TMPDIR"), "faults", test, figures);
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// Asserts that the faulty service's p99 stays within 3 times the healthy
+/// one's (or 50 ms above it), and keeps both figures.
 pub fn assert_near_healthy(label: &str, healthy: &[Duration], faulty: &[Duration]) {
     let (healthy, faulty) = (p99(healthy), p99(faulty));
     let bound = (healthy * 3).max(healthy + Duration::from_millis(50));
-    eprintln!("{label}: p99 {faulty:?} against healthy {healthy:?}");
+    figures(
+        label,
+        serde_json::json!({
+            "p99_ms": millis(faulty),
+            "healthy_p99_ms": millis(healthy),
+            "bound_ms": millis(bound),
+        }),
+    );
     assert!(
         faulty <= bound,
         "{label}: p99 {faulty:?} exceeds {bound:?} (healthy p99 {healthy:?})"

@@ -13,7 +13,7 @@ use somework_testkit::process::rss_kib;
 use somework_testkit::otlp::Behaviour;
 
 use crate::helpers::{
-    SHUTDOWN_BOUND, assert_prompt_clean_exit, count_logs, export_summary, otlp, serial,
+    SHUTDOWN_BOUND, assert_prompt_clean_exit, count_logs, export_summary, figures, otlp, serial,
     wait_for_message,
 };
 
@@ -108,7 +108,6 @@ async fn memory_stays_flat_and_every_span_is_accounted_for_through_a_long_outage
         answered += run(Duration::from_secs(3)).await;
         peak = peak.max(rss_kib(pid));
     }
-    eprintln!("{answered} requests; RSS after warm-up {rss_warm} KiB, peak after {peak} KiB");
     assert!(
         peak <= rss_warm + 32 * 1024,
         "RSS grew from {rss_warm} KiB to {peak} KiB during the outage"
@@ -139,7 +138,18 @@ async fn memory_stays_flat_and_every_span_is_accounted_for_through_a_long_outage
         count("spans.dropped"),
         count("spans.unsent"),
     );
-    eprintln!("exported {exported}, failed {failed}, dropped {dropped}, unsent {unsent}");
+    figures(
+        "span accounting through a long outage",
+        serde_json::json!({
+            "requests": answered,
+            "rss_warm_kib": rss_warm,
+            "rss_peak_kib": peak,
+            "spans_exported": exported,
+            "spans_failed": failed,
+            "spans_dropped": dropped,
+            "spans_unsent": unsent,
+        }),
+    );
     assert_eq!(exported, 0, "nothing can be exported to a hung collector");
     assert!(
         dropped > 0,

@@ -12,7 +12,9 @@ use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::net::Blackhole;
 use somework_testkit::otlp::OtlpReceiver;
 
-use crate::helpers::{SHUTDOWN_BOUND, assert_prompt_clean_exit, otlp, serial, wait_for_message};
+use crate::helpers::{
+    SHUTDOWN_BOUND, assert_prompt_clean_exit, figures, otlp, serial, wait_for_message,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_one_cpu_with_a_hung_collector_sigterm_exits_in_time() {
@@ -121,10 +123,13 @@ async fn sigterm_under_load_loses_no_span_of_an_answered_request() {
         .filter(|s| s.kind() == SpanKind::Server)
         .map(|s| s.trace_id())
         .collect();
-    eprintln!(
-        "answered {} requests ({finished_after_signal} finished after SIGTERM), received {} server spans",
-        answered.len(),
-        exported.len()
+    figures(
+        "SIGTERM under load",
+        serde_json::json!({
+            "answered": answered.len(),
+            "finished_after_sigterm": finished_after_signal,
+            "server_spans_received": exported.len(),
+        }),
     );
     assert!(
         answered.len() > 50,

@@ -9,4 +9,5 @@ mod first_hour;
 mod helpers;
 mod otlp_protocols;
 mod sentry_bugsink;
+mod sentry_errors;
 mod sentry_paths;

@@ -436,6 +436,12 @@ pub fn yaml_value(text: &str) -> Value {
     serde_norway::from_str(text).unwrap_or_else(|e| panic!("bad YAML: {e}"))
 }
 
+/// Parses YAML that may not be YAML (a string inside a manifest): the value,
+/// or the parser's message.
+pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    serde_norway::from_str(text).map_err(|e| e.to_string())
+}
+
 /// A scratch directory, removed when dropped.
 pub fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"))

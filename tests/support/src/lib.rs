@@ -11,6 +11,7 @@ pub mod helm;
 pub mod net;
 pub mod otlp;
 pub mod process;
+pub mod results;
 pub mod sentry_double;
 pub mod service;
 pub mod tools;

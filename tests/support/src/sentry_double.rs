@@ -22,16 +22,21 @@
 //! `ProjectId` rejection text). Anything else gets a 404. Every request is
 //! recorded (method, URI, headers, the status answered, and for ingest the
 //! decoded `ExportTraceServiceRequest`), so tests assert on the real exchange.
+//!
+//! A test can make ingest fail as Sentry does ([`SentryDouble::fail_next_ingest`],
+//! [`IngestFailure`]): a rate limit (429 with `Retry-After` and
+//! `X-Sentry-Rate-Limits`, kept up for its whole window, as Relay does), a
+//! server error, or the `ProjectId` rejection of a deleted project.
 //! Project creation (`auto_create_projects`) is not implemented: no config of
 //! this project enables it.
 //!
 //! The project DSNs point at the double itself (`http://{key}@127.0.0.1:{port}/{id}`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -65,7 +70,10 @@ pub struct RecordedRequest {
     /// Header names in lower case.
     pub headers: HashMap<String, String>,
     pub status: u16,
-    /// For OTLP ingest: the project id from the path, and the decoded body.
+    /// When the double answered.
+    pub at: Instant,
+    /// For OTLP ingest: the project id from the path, and the decoded body
+    /// (also when the answer was a failure the test asked for).
     pub ingest: Option<(u64, ExportTraceServiceRequest)>,
 }
 
@@ -82,6 +90,42 @@ impl RecordedRequest {
     pub fn is_ingest(&self) -> bool {
         self.ingest.is_some()
     }
+
+    /// The trace ids of the spans in an ingest request's body.
+    pub fn trace_ids(&self) -> Vec<String> {
+        self.ingest
+            .iter()
+            .flat_map(|(_, request)| spans_of(request.clone()))
+            .map(|span| span.trace_id())
+            .collect()
+    }
+}
+
+/// An answer Sentry gives an OTLP ingest request when things go wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestFailure {
+    /// 429 with `Retry-After: {seconds}` and Sentry's documented
+    /// `X-Sentry-Rate-Limits: {seconds}:{categories}:{scope}` (categories
+    /// `;`-separated, empty for all; scope `key`). The double answers every
+    /// ingest request of the window so, counting down the seconds as it goes.
+    RateLimited { seconds: u64, categories: String },
+    /// A server error (e.g. 502 or 503 from an overloaded Relay), with Sentry's
+    /// JSON `detail` body.
+    ServerError(u16),
+    /// 403 `event submission rejected with_reason: ProjectId`: the project of
+    /// the URL is gone (deleted, or its key rotated).
+    ProjectIdRejected,
+}
+
+/// What Relay says when it drops data for a quota or a rate limit.
+const RATE_LIMITED_DETAIL: &str = "Sentry dropped data due to a quota or internal rate limit \
+     being reached. This will not affect your application.";
+
+/// A rate limit in force: until when, and the categories it names.
+#[derive(Debug, Clone)]
+struct RateLimit {
+    until: Instant,
+    categories: String,
 }
 
 /// A span that the double accepted, with the project it was sent to.
@@ -169,6 +213,8 @@ impl SentryDoubleBuilder {
             page_size: self.page_size,
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
+            failures: Mutex::new(VecDeque::new()),
+            rate_limit: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -198,9 +244,45 @@ struct Shared {
     page_size: usize,
     requests: Mutex<Vec<RecordedRequest>>,
     arrived: Notify,
+    /// Failures to answer the next ingest requests with, in order.
+    failures: Mutex<VecDeque<IngestFailure>>,
+    rate_limit: Mutex<Option<RateLimit>>,
 }
 
 impl Shared {
+    /// The failure answer for an ingest request that would be accepted: the
+    /// rate limit in force, else the next queued failure, else none.
+    fn ingest_failure(&self) -> Option<Response> {
+        let mut rate_limit = self.rate_limit.lock().unwrap();
+        let now = Instant::now();
+        if let Some(limit) = rate_limit.as_ref().filter(|limit| limit.until > now) {
+            return Some(rate_limited(limit.until - now, &limit.categories));
+        }
+        let failure = self.failures.lock().unwrap().pop_front()?;
+        Some(match failure {
+            IngestFailure::RateLimited {
+                seconds,
+                categories,
+            } => {
+                let window = Duration::from_secs(seconds);
+                let response = rate_limited(window, &categories);
+                *rate_limit = Some(RateLimit {
+                    until: now + window,
+                    categories,
+                });
+                response
+            }
+            IngestFailure::ServerError(status) => detail_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "Internal Error",
+            ),
+            IngestFailure::ProjectIdRejected => detail_response(
+                StatusCode::FORBIDDEN,
+                "event submission rejected with_reason: ProjectId",
+            ),
+        })
+    }
+
     fn dsn(&self, project: &Project) -> String {
         format!(
             "http://{}@{}/{}",
@@ -260,6 +342,31 @@ impl SentryDouble {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Answers the next ingest request that would have been accepted with
+    /// `failure` instead; several calls queue failures in order. Requests that
+    /// fail on their own (a wrong key) do not use up a queued failure.
+    pub fn fail_next_ingest(&self, failure: IngestFailure) {
+        self.shared.failures.lock().unwrap().push_back(failure);
+    }
+
+    /// The ingest requests received so far, whatever the answer.
+    pub fn ingest_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(RecordedRequest::is_ingest)
+            .collect()
+    }
+
+    /// Waits until `done` holds for the requests received, or `timeout`
+    /// passes; returns the requests either way.
+    pub async fn wait_for_requests(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[RecordedRequest]) -> bool,
+    ) -> Vec<RecordedRequest> {
+        crate::wait::until(&self.shared.arrived, timeout, || self.requests(), done).await
     }
 
     /// Every span accepted so far (requests answered with 2xx only).
@@ -335,16 +442,17 @@ async fn handle(
             match ingest_traces(&shared, id, &headers, &body) {
                 Ok((project_id, request)) => {
                     ingest = Some((project_id, request));
-                    // An empty ExportTraceServiceResponse: full success.
-                    (
-                        [(header::CONTENT_TYPE, "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                        .into_response()
+                    match shared.ingest_failure() {
+                        Some(failure) => failure,
+                        // An empty ExportTraceServiceResponse: full success.
+                        None => (
+                            [(header::CONTENT_TYPE, "application/x-protobuf")],
+                            Vec::<u8>::new(),
+                        )
+                            .into_response(),
+                    }
                 }
-                Err((status, detail)) => {
-                    (status, axum::Json(json!({ "detail": detail }))).into_response()
-                }
+                Err((status, detail)) => detail_response(status, &detail),
             }
         }
         _ => not_found(),
@@ -364,6 +472,7 @@ async fn handle(
             })
             .collect(),
         status: response.status().as_u16(),
+        at: Instant::now(),
         ingest,
     };
     shared.requests.lock().unwrap().push(recorded);
@@ -394,6 +503,24 @@ fn management(
         return not_found();
     }
     answer()
+}
+
+/// Sentry's error body: `{"detail": ...}`.
+fn detail_response(status: StatusCode, detail: &str) -> Response {
+    (status, axum::Json(json!({ "detail": detail }))).into_response()
+}
+
+/// A 429 for a limit with `remaining` time to run, in whole seconds rounded up
+/// as Relay rounds them.
+fn rate_limited(remaining: Duration, categories: &str) -> Response {
+    let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+    let mut response = detail_response(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED_DETAIL);
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    if let Ok(value) = HeaderValue::from_str(&format!("{seconds}:{categories}:key")) {
+        headers.insert("x-sentry-rate-limits", value);
+    }
+    response
 }
 
 fn not_found() -> Response {
