@@ -208,8 +208,16 @@ mod tests {
             .filter_map(|line| {
                 let mut cells = line.strip_prefix("| `")?.split(" | ");
                 let name = cells.next()?.split('`').next()?;
-                let default = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
-                (!default.contains('`')).then_some((name, default))
+                let is_variable = name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                // A cell that is one literal, or one literal and a note in
+                // parentheses ("`...:4317` (`:4318` for HTTP)"). Anything
+                // else ("`info`, with the SDK's own logs muted") says the
+                // default is more than a value of the variable.
+                let (default, rest) = cells.next()?.strip_prefix('`')?.split_once('`')?;
+                (is_variable && (rest.is_empty() || rest.starts_with(" (")))
+                    .then_some((name, default))
             })
             .collect();
         let names: Vec<&str> = documented.iter().map(|(name, _)| *name).collect();
