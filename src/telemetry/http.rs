@@ -204,3 +204,55 @@ fn protocol_version(version: Version) -> &'static str {
         _ => "1.1",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method_attributes(method: &Method) -> Vec<KeyValue> {
+        let mut attributes = Vec::new();
+        push_method_attributes(&mut attributes, method);
+        attributes
+    }
+
+    #[test]
+    fn the_nine_http_methods_keep_their_names_and_any_other_is_other() {
+        for (method, name) in [
+            (Method::GET, "GET"),
+            (Method::HEAD, "HEAD"),
+            (Method::POST, "POST"),
+            (Method::PUT, "PUT"),
+            (Method::DELETE, "DELETE"),
+            (Method::CONNECT, "CONNECT"),
+            (Method::OPTIONS, "OPTIONS"),
+            (Method::TRACE, "TRACE"),
+            (Method::PATCH, "PATCH"),
+        ] {
+            assert_eq!(
+                method_attributes(&method),
+                [KeyValue::new(HTTP_REQUEST_METHOD, name)]
+            );
+        }
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(
+            method_attributes(&purge),
+            [
+                KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"),
+                KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, "PURGE"),
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_versions_are_named_as_the_semantic_conventions_name_them() {
+        for (version, name) in [
+            (Version::HTTP_09, "0.9"),
+            (Version::HTTP_10, "1.0"),
+            (Version::HTTP_11, "1.1"),
+            (Version::HTTP_2, "2"),
+            (Version::HTTP_3, "3"),
+        ] {
+            assert_eq!(protocol_version(version), name);
+        }
+    }
+}
