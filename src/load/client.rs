@@ -168,51 +168,57 @@ impl Connection {
         path: PathAndQuery,
         trace: Option<TraceParent>,
     ) -> Result<StatusCode, SendError> {
+        if let Some(open) = self.reusable().await {
+            match exchange(open, self.request(&path, trace)).await {
+                Ok((status, open)) => {
+                    self.open = Some(open);
+                    return Ok(status);
+                }
+                // A reused connection that ends before any of the response
+                // arrived may have been closed by the server as the request
+                // went out (a draining pod closes its idle connections). A
+                // GET is idempotent, so it goes once more on a new
+                // connection, as Go's net/http does; its latency still
+                // counts from the schedule.
+                Err(failure) if failure.before_response => {}
+                Err(failure) => return Err(failure.error),
+            }
+        }
+        let open = self.connect().await?;
+        let (status, open) = exchange(open, self.request(&path, trace))
+            .await
+            .map_err(|failure| failure.error)?;
+        self.open = Some(open);
+        Ok(status)
+    }
+
+    fn request(&self, path: &PathAndQuery, trace: Option<TraceParent>) -> Request<Empty<Bytes>> {
         let mut request = Request::new(Empty::new());
-        *request.uri_mut() = path.into();
+        *request.uri_mut() = path.clone().into();
         let headers = request.headers_mut();
         headers.insert(HOST, self.target.authority.clone());
         if let Some(trace) = trace {
             headers.insert(TRACEPARENT.clone(), trace.header());
         }
+        request
+    }
 
-        // An idle keep-alive connection may have been closed by the server
-        // (a draining pod closes its idle connections). The connection is
-        // polled first, so that a close already received is read before a
-        // request is written into a dead socket.
-        let reused = match self.open.take() {
-            Some(mut open) => {
-                let Open { sender, driver } = &mut open;
-                let closed = tokio::select! {
-                    biased;
-                    _ = driver.as_mut() => true,
-                    () = std::future::ready(()) => false,
-                };
-                let usable = !closed && {
-                    let ready = async { sender.ready().await.map_err(SendError::from) };
-                    drive(driver, ready).await.is_ok()
-                };
-                usable.then_some(open)
-            }
-            None => None,
-        };
-        let mut open = match reused {
-            Some(open) => open,
-            None => self.connect().await?,
-        };
+    /// The kept connection, unless the server has closed it. It is polled
+    /// first, so that a close already received is read before a request is
+    /// written into a dead socket.
+    async fn reusable(&mut self) -> Option<Open> {
+        let mut open = self.open.take()?;
         let Open { sender, driver } = &mut open;
-        let exchange = async {
-            let response = sender.send_request(request).await?;
-            let status = response.status();
-            let mut body = response.into_body();
-            while let Some(frame) = body.frame().await {
-                frame?;
-            }
-            Ok(status)
+        let closed = tokio::select! {
+            biased;
+            _ = driver.as_mut() => true,
+            () = std::future::ready(()) => false,
         };
-        let status = drive(driver, exchange).await?;
-        self.open = Some(open);
-        Ok(status)
+        let usable = !closed && {
+            let ready = async { sender.ready().await.map_err(SendError::from) };
+            drive(driver, ready).await.is_ok()
+        };
+        usable.then_some(open)
     }
 
     async fn connect(&self) -> Result<Open, SendError> {
@@ -226,6 +232,39 @@ impl Connection {
         drive(&mut driver, ready).await?;
         Ok(Open { sender, driver })
     }
+}
+
+/// Why an exchange failed, and whether any of the response had arrived.
+struct Failure {
+    error: SendError,
+    before_response: bool,
+}
+
+/// One request and its whole response on `open`, which is handed back for
+/// the next request.
+async fn exchange(
+    mut open: Open,
+    request: Request<Empty<Bytes>>,
+) -> Result<(StatusCode, Open), Failure> {
+    let Open { sender, driver } = &mut open;
+    let send = async { Ok(sender.send_request(request).await?) };
+    let response = drive(driver, send).await.map_err(|error| Failure {
+        error,
+        before_response: true,
+    })?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            frame?;
+        }
+        Ok(())
+    };
+    drive(driver, read).await.map_err(|error| Failure {
+        error,
+        before_response: false,
+    })?;
+    Ok((status, open))
 }
 
 /// Runs `work` while polling the connection, which does the actual I/O.

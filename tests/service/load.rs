@@ -451,6 +451,63 @@ async fn closing_server(
     (format!("http://{addr}"), accepted, server)
 }
 
+/// A test double for a server that closes a keep-alive connection just as
+/// the next request arrives: it answers the first request on a connection,
+/// then reads the second and closes without an answer.
+async fn closing_on_the_next_request_server()
+-> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = [0; 1024];
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // The next request arrives; the connection closes unanswered.
+                let _ = socket.read(&mut buffer).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted, server)
+}
+
+#[tokio::test]
+async fn a_request_lost_to_a_close_on_a_reused_connection_goes_once_more() {
+    let (target, accepted, server) = closing_on_the_next_request_server().await;
+    let report = load_json(&[
+        "--target",
+        &target,
+        "--rps",
+        "20",
+        "--connections",
+        "1",
+        "--requests",
+        "10",
+        "--mix",
+        "somework=1",
+    ])
+    .await;
+    assert_eq!(count(&report["all"]["status"]["2xx"]), 10, "{report:#}");
+    // Each request after the first: refused on the reused connection, then
+    // answered on a new one. No request is sent more than twice.
+    assert_eq!(accepted.load(Ordering::SeqCst), 10);
+    server.abort();
+}
+
 #[tokio::test]
 async fn connections_the_server_closes_cost_no_request() {
     // Closed with the response (its end and the end of the connection come
