@@ -416,13 +416,21 @@ async fn open_loop_latency_counts_from_the_scheduled_time() {
     server.abort();
 }
 
+/// When [`closing_server`] closes a connection, after its first response.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    /// This long after the response: at once, the response's end and the
+    /// connection's end come in one read; later, it closes while idle.
+    After(Duration),
+    /// As the next request arrives, leaving it unanswered.
+    OnNextRequest,
+}
+
 /// A test double for a server that closes each keep-alive connection, as a
-/// draining pod does: one response (without `Connection: close`), then,
-/// `close_after` later, the socket is closed. Returns the URL and the count
-/// of connections accepted.
-async fn closing_server(
-    close_after: Duration,
-) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+/// draining pod does: one response (without `Connection: close`), then the
+/// socket is closed as `close` says. Returns the URL and the count of
+/// connections accepted.
+async fn closing_server(close: Close) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -444,76 +452,28 @@ async fn closing_server(
                 let _ = socket
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await;
-                tokio::time::sleep(close_after).await;
-            });
-        }
-    });
-    (format!("http://{addr}"), accepted, server)
-}
-
-/// A test double for a server that closes a keep-alive connection just as
-/// the next request arrives: it answers the first request on a connection,
-/// then reads the second and closes without an answer.
-async fn closing_on_the_next_request_server()
--> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    let server = tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buffer = [0; 1024];
-                let mut request = Vec::new();
-                while !request.ends_with(b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => request.extend_from_slice(&buffer[..read]),
+                match close {
+                    Close::After(delay) => tokio::time::sleep(delay).await,
+                    Close::OnNextRequest => {
+                        let _ = socket.read(&mut buffer).await;
                     }
                 }
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                // The next request arrives; the connection closes unanswered.
-                let _ = socket.read(&mut buffer).await;
             });
         }
     });
     (format!("http://{addr}"), accepted, server)
-}
-
-#[tokio::test]
-async fn a_request_lost_to_a_close_on_a_reused_connection_goes_once_more() {
-    let (target, accepted, server) = closing_on_the_next_request_server().await;
-    let report = load_json(&[
-        "--target",
-        &target,
-        "--rps",
-        "20",
-        "--connections",
-        "1",
-        "--requests",
-        "10",
-        "--mix",
-        "somework=1",
-    ])
-    .await;
-    assert_eq!(count(&report["all"]["status"]["2xx"]), 10, "{report:#}");
-    // Each request after the first: refused on the reused connection, then
-    // answered on a new one. No request is sent more than twice.
-    assert_eq!(accepted.load(Ordering::SeqCst), 10);
-    server.abort();
 }
 
 #[tokio::test]
 async fn connections_the_server_closes_cost_no_request() {
-    // Closed with the response (its end and the end of the connection come
-    // in one read), and closed while idle, before the next request is due.
-    for close_after in [Duration::ZERO, Duration::from_millis(10)] {
-        let (target, accepted, server) = closing_server(close_after).await;
+    for close in [
+        Close::After(Duration::ZERO),
+        Close::After(Duration::from_millis(10)),
+        // The request is lost with the connection: it goes once more, on a
+        // new one, and no request is sent more than twice.
+        Close::OnNextRequest,
+    ] {
+        let (target, accepted, server) = closing_server(close).await;
         // One connection, a request every 50 ms: each finds the previous
         // connection closed by the server.
         let report = load_json(&[
@@ -532,12 +492,12 @@ async fn connections_the_server_closes_cost_no_request() {
         assert_eq!(
             count(&report["all"]["status"]["2xx"]),
             10,
-            "closed {close_after:?} after the response: {report:#}"
+            "{close:?}: {report:#}"
         );
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             10,
-            "one connection per request"
+            "{close:?}: one connection per request"
         );
         server.abort();
     }
