@@ -92,6 +92,14 @@ fn schema_rejects_bad_values() {
             "/resources/limits/memory",
         ),
         (
+            Release::new("otel-collector").set("redMetrics.serviceMonitor.interval=soon"),
+            "/redMetrics/serviceMonitor/interval",
+        ),
+        (
+            Release::new("otel-collector").set("redMetrics.scrapeAnnotations=yes"),
+            "/redMetrics/scrapeAnnotations",
+        ),
+        (
             Release::new("demo-backends").set("bugsink.project.key=not-hex"),
             "/bugsink/project/key",
         ),
