@@ -318,6 +318,13 @@ async fn exporter_pointed_at_a_closed_port(cluster: &LocalCluster) {
         !failures.iter().any(|line| line.contains("Bugsink")),
         "{failures:#?}"
     );
+    // RED comes from the spans inside the collector, whatever the exporter
+    // does: every endpoint still counted, /errorwork as errors.
+    assert!(
+        !failures.iter().any(|line| line.contains("FAIL RED ")),
+        "{failures:#?}"
+    );
+    assert!(stdout.contains("RED per endpoint"), "{stdout}");
     report("verify names an exporter pointed at a closed port, with its counts");
 }
 
