@@ -5,7 +5,8 @@
 //! The seams: [`cluster`] (client, errors, workload checks), [`forward`]
 //! (HTTP through the API server's port-forward), [`traffic`] (requests with
 //! our own trace ids), [`metrics`] (the collector's counters), [`red`]
-//! (RED per endpoint from the collector's span metrics), [`backends`] (Jaeger, Bugsink, Sentry) and [`report`] (table and JSON).
+//! (RED per endpoint from the collector's span metrics), [`backends`]
+//! (Jaeger, Bugsink, Sentry) and [`report`] (table and JSON).
 //! Built only with the `verify` feature: the service image leaves it out.
 
 pub mod backends;
@@ -597,20 +598,14 @@ async fn read_red(
     sent: &[Sent],
     deadline: Instant,
 ) -> red::RedReport {
-    let counted = |delta: &red::SpanMetrics, window: Duration| {
+    let counted = |delta: &red::SpanMetrics| {
         ENDPOINTS.iter().all(|endpoint| {
             let (answered, failed) = answered_and_failed(sent, endpoint.path);
-            let red = red::EndpointRed::from_delta(delta, FRONTEND, endpoint.path, window);
-            red.calls >= answered as f64 && red.errors >= failed as f64
+            red::EndpointRed::from_delta(delta, FRONTEND, endpoint.path, read_at.elapsed())
+                .counted(answered, failed)
         })
     };
-    let delta = red::wait_for(
-        forward,
-        before,
-        |delta| counted(delta, read_at.elapsed()),
-        deadline,
-    )
-    .await;
+    let delta = red::wait_for(forward, before, counted, deadline).await;
     let window = read_at.elapsed();
     let delta = match delta {
         Ok(delta) => delta,

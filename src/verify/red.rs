@@ -219,8 +219,13 @@ impl EndpointRed {
         }
     }
 
-    /// Passes when the metrics counted at least the `answered` requests and
-    /// the `failed` ones (5xx) among their errors.
+    /// The metrics counted at least the `answered` requests, and the
+    /// `failed` ones (5xx) among their errors.
+    pub fn counted(&self, answered: usize, failed: usize) -> bool {
+        self.calls >= answered as f64 && self.errors >= failed as f64
+    }
+
+    /// A row that passes when [`Self::counted`] holds.
     pub fn check(&self, answered: usize, failed: usize) -> Check {
         let expected = format!(">= {answered} calls, >= {failed} errors");
         let error_rate = self
@@ -234,7 +239,7 @@ impl EndpointRed {
             self.calls, self.rate_per_s, self.errors
         );
         Check::judged(
-            self.calls >= answered as f64 && self.errors >= failed as f64,
+            self.counted(answered, failed),
             format!("RED {} ({})", self.route, self.service),
             expected,
             seen,
