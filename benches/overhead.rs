@@ -681,6 +681,16 @@ async fn instructions(
     } else {
         collector.otlp_grpc_endpoint()
     };
+    // Exports happen while counting, not at shutdown: every 200 ms unless
+    // the settings say otherwise. The waits below cover two schedules.
+    let schedule_ms: u64 = settings
+        .iter()
+        .find(|(key, _)| key == "OTEL_BSP_SCHEDULE_DELAY")
+        .map_or(200, |(_, value)| {
+            value
+                .parse()
+                .expect("OTEL_BSP_SCHEDULE_DELAY in milliseconds")
+        });
     // Kept after the run, beside the binary, for `callgrind_annotate`.
     let dir = Path::new(BINARY)
         .parent()
@@ -693,6 +703,7 @@ async fn instructions(
         .chain(REFERENCE_RUNS)
         .collect();
     let mut per_request = Vec::new();
+    let mut spans_in_window = Vec::new();
     for &(subject, i) in &runs {
         let mode = &MODES[i];
         let dump = format!("{}-{i}.out", subject.slug());
@@ -701,8 +712,7 @@ async fn instructions(
         let mut builder = ServiceBuilder::new(subject.binary())
             .wrapped_in(&["valgrind", "--tool=callgrind", &out_arg])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-            // Exports happen while counting, not at shutdown.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_BSP_SCHEDULE_DELAY", schedule_ms.to_string())
             .env("TOKIO_WORKER_THREADS", "1")
             .remove_env("OTEL_TRACES_SAMPLER");
         for (key, value) in mode.env.iter().chain(subject.env()) {
@@ -738,7 +748,8 @@ async fn instructions(
         // The warm-up's spans are exported before counting starts: without
         // this pause about 200 of them were exported inside the window and
         // counted against the measured requests.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(Duration::from_millis(1000.max(3 * schedule_ms))).await;
+        let received_before = spans_received(collector).await;
         control(&["--zero"]);
         let (report, _) = load(&[
             "--target".to_owned(),
@@ -759,9 +770,22 @@ async fn instructions(
             f64::from(requests)
         );
         // Two batch schedules, so the last spans are exported and counted.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(3 * schedule_ms)).await;
         control(&["--dump"]);
         drop(service);
+        let received = spans_received(collector).await - received_before;
+        // A count is only worth reading if the export it counts happened:
+        // with every trace sampled, exactly the measured requests' spans.
+        if i == 2 && subject != Subject::ReferenceNoExport {
+            assert_eq!(
+                received,
+                f64::from(4 * requests),
+                "{} ({}): the collector did not receive the measured requests' spans in the counting window",
+                subject.slug(),
+                mode.name
+            );
+        }
+        spans_in_window.push(received);
         let totals: f64 = std::fs::read_dir(&dir)
             .expect("callgrind output")
             .filter_map(Result::ok)
@@ -798,7 +822,7 @@ async fn instructions(
     };
     let _ = writeln!(
         out,
-        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every 200 ms. The count starts once the warm-up's spans are exported and ends once the measured requests' spans are, so exactly their export is counted. Beside the service, issue 9's reference (`examples/reference.rs`: a plain axum handler with the same spans, events and attributes, instrumented as opentelemetry-rust's examples do it), and the reference with its batches dropped in-process instead of exported.{settings_note}\n"
+        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every {schedule_ms} ms. The count starts once the warm-up's spans are exported and ends once the measured requests' spans are, so exactly their export is counted. Beside the service, issue 9's reference (`examples/reference.rs`: a plain axum handler with the same spans, events and attributes, instrumented as opentelemetry-rust's examples do it), and the reference with its batches dropped in-process instead of exported.{settings_note}\n"
     );
     let _ = writeln!(
         out,
@@ -830,7 +854,27 @@ async fn instructions(
             number(somework.zip(reference).map(|(s, r)| s - r)),
         );
     }
-    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "\nSpans the collector received in each counting window (somework off, 10%, always-on; reference the same; reference without export 10%, always-on): {}.\n",
+        spans_in_window
+            .iter()
+            .map(|count| format!("{count:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// Spans the collector has accepted so far, over both OTLP receivers, from
+/// its own metrics.
+async fn spans_received(collector: &Collector) -> f64 {
+    collector
+        .metrics()
+        .await
+        .lines()
+        .filter(|line| line.starts_with("otelcol_receiver_accepted_spans{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

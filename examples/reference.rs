@@ -12,7 +12,8 @@
 //!
 //! Environment: `LISTEN_ADDR`; what the SDK reads itself
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_SAMPLER`,
-//! `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`); `OTEL_SDK_DISABLED=true`
+//! `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_PROTOCOL`:
+//! `grpc` or `http/protobuf`); `OTEL_SDK_DISABLED=true`
 //! installs no provider, so the global tracer is the no-op one; and
 //! `REFERENCE_EXPORTER=discard` hands the batches to an exporter that drops
 //! them, so that the export's share of the cost shows.
@@ -65,13 +66,13 @@ fn init_traces() -> anyhow::Result<Option<SdkTracerProvider>> {
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
     let provider = SdkTracerProvider::builder().with_resource(resource);
+    let exporter = opentelemetry_otlp::SpanExporter::builder();
     let provider = match std::env::var("REFERENCE_EXPORTER").as_deref() {
         Ok("discard") => provider.with_batch_exporter(DiscardExporter),
-        _ => provider.with_batch_exporter(
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?,
-        ),
+        _ if std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() == Ok("http/protobuf") => {
+            provider.with_batch_exporter(exporter.with_http().build()?)
+        }
+        _ => provider.with_batch_exporter(exporter.with_tonic().build()?),
     }
     .build();
     global::set_text_map_propagator(TraceContextPropagator::new());
