@@ -376,8 +376,10 @@ build_platform_images() {
     step "image $PROMETHEUS_REF"
     rootfs="$(mktemp -d "$IMAGES_DIR/.rootfs.XXXXXX")"
     base_rootfs "$rootfs" 65534 nobody
-    cp "$PROMETHEUS_DIR/bin/prometheus" "$rootfs/prometheus"
-    make_image "$PROMETHEUS_REF" "$rootfs" --config.user 65534:65534 --config.entrypoint /prometheus \
+    # In /bin, as in the prom/prometheus image: /prometheus is the data folder.
+    mkdir -p "$rootfs/bin"
+    cp "$PROMETHEUS_DIR/bin/prometheus" "$rootfs/bin/prometheus"
+    make_image "$PROMETHEUS_REF" "$rootfs" --config.user 65534:65534 --config.entrypoint /bin/prometheus \
       --config.exposedports 9090/tcp
     rm -rf "$rootfs"
   fi

@@ -26,7 +26,11 @@ pub async fn logs_and_red_metrics_reach_their_backends(cluster: &LocalCluster) {
     assert_eq!(response.status().as_u16(), 500, "/errorwork must fail");
     let body: Value = response.json().await.expect("a JSON body");
     let trace_id = body["trace_id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(trace_id.len(), 32, "no trace id in /errorwork's answer: {body}");
+    assert_eq!(
+        trace_id.len(),
+        32,
+        "no trace id in /errorwork's answer: {body}"
+    );
 
     log_record_is_found_by_its_trace_id(cluster, &client, &trace_id).await;
     prometheus_scrapes_the_collector(cluster, &client).await;
@@ -83,7 +87,9 @@ async fn log_record_is_found_by_its_trace_id(
         .iter()
         .find(|r| r["_msg"] == message)
         .unwrap_or_else(|| {
-            panic!("VictoriaLogs has no record {message:?} for trace {trace_id}; it has: {records:?}")
+            panic!(
+                "VictoriaLogs has no record {message:?} for trace {trace_id}; it has: {records:?}"
+            )
         });
     assert_eq!(record["trace_id"], trace_id, "{record}");
     assert_eq!(record["span_id"], span_id, "{record}");
@@ -104,8 +110,10 @@ pub async fn records_of_trace(
     let deadline = Instant::now() + ARRIVAL;
     loop {
         let response = client
-            .post(victoria_logs.url("/select/logsql/query"))
-            .form(&[("query", format!("trace_id:=\"{trace_id}\""))])
+            .get(with_query(
+                &victoria_logs.url("/select/logsql/query"),
+                &[("query", &format!("trace_id:=\"{trace_id}\""))],
+            ))
             .timeout(Duration::from_secs(20))
             .send()
             .await
@@ -154,8 +162,10 @@ pub async fn prometheus_query(
     let deadline = Instant::now() + SCRAPED;
     loop {
         let body: Value = client
-            .get(prometheus.url("/api/v1/query"))
-            .query(&[("query", query)])
+            .get(with_query(
+                &prometheus.url("/api/v1/query"),
+                &[("query", query)],
+            ))
             .timeout(Duration::from_secs(20))
             .send()
             .await
@@ -164,7 +174,10 @@ pub async fn prometheus_query(
             .await
             .expect("a JSON body from Prometheus");
         assert_eq!(body["status"], "success", "query {query}: {body}");
-        let result = body["data"]["result"].as_array().cloned().unwrap_or_default();
+        let result = body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if done(&result) || Instant::now() > deadline {
             return result;
         }
@@ -177,12 +190,14 @@ pub async fn prometheus_query(
 async fn jaeger_monitor_tab_reads_prometheus(cluster: &LocalCluster, client: &reqwest::Client) {
     let jaeger = cluster.port_forward(OBS_NS, "service/jaeger", 16686);
     let response = client
-        .get(jaeger.url("/api/metrics/calls"))
-        .query(&[
-            ("service", "somework-frontend"),
-            ("groupByOperation", "true"),
-            ("spanKind", "server"),
-        ])
+        .get(with_query(
+            &jaeger.url("/api/metrics/calls"),
+            &[
+                ("service", "somework-frontend"),
+                ("groupByOperation", "true"),
+                ("spanKind", "server"),
+            ],
+        ))
         .timeout(Duration::from_secs(20))
         .send()
         .await
@@ -193,4 +208,10 @@ async fn jaeger_monitor_tab_reads_prometheus(cluster: &LocalCluster, client: &re
     assert_eq!(body["name"], "service_call_rate", "{body}");
     assert!(body["metrics"].is_array(), "{body}");
     report("Jaeger's Monitor tab (/api/metrics/calls) answers from Prometheus");
+}
+
+/// `base` with `params` percent-encoded as its query string.
+fn with_query(base: &str, params: &[(&str, &str)]) -> reqwest::Url {
+    reqwest::Url::parse_with_params(base, params)
+        .unwrap_or_else(|e| panic!("not a URL: {base}: {e}"))
 }
