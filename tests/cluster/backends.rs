@@ -205,7 +205,7 @@ async fn jaeger_monitor_tab_reads_prometheus(cluster: &LocalCluster, client: &re
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("a JSON body from Jaeger");
     assert_eq!(status, 200, "Jaeger's /api/metrics/calls: {body}");
-    assert_eq!(body["name"], "service_call_rate", "{body}");
+    assert_eq!(body["name"], "service_operation_call_rate", "{body}");
     assert!(body["metrics"].is_array(), "{body}");
     report("Jaeger's Monitor tab (/api/metrics/calls) answers from Prometheus");
 }
