@@ -1,7 +1,7 @@
 //! The zero-account backends beside Jaeger and Bugsink, read from the host
 //! through port-forwards: VictoriaLogs finds log records by trace id,
-//! Prometheus scrapes the collector, and Jaeger's Monitor tab (SPM) queries
-//! that Prometheus.
+//! Prometheus holds the collector's RED metrics of /somework and /errorwork,
+//! and Jaeger's Monitor tab (SPM) shows them per operation.
 
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,8 @@ pub async fn logs_and_red_metrics_reach_their_backends(cluster: &LocalCluster) {
     );
 
     log_record_is_found_by_its_trace_id(cluster, &client, &trace_id).await;
-    prometheus_scrapes_the_collector(cluster, &client).await;
-    jaeger_monitor_tab_reads_prometheus(cluster, &client).await;
+    prometheus_holds_the_red_metrics(cluster, &client).await;
+    jaeger_monitor_tab_shows_the_operations(cluster, &client).await;
 }
 
 /// A log record with the /errorwork request's trace id, sent to the
@@ -138,17 +138,49 @@ pub async fn records_of_trace(
 }
 
 /// Prometheus's HTTP API (the binary built from the Go module has no UI
-/// assets) returns the collector's own telemetry target as up.
-async fn prometheus_scrapes_the_collector(cluster: &LocalCluster, client: &reqwest::Client) {
-    let result = prometheus_query(cluster, client, r#"up{job="otel-collector"}"#, |result| {
-        result.iter().any(|series| series["value"][1] == "1")
-    })
-    .await;
+/// assets) returns both collector targets as up, and the span metrics of
+/// the frontend's SERVER spans for /somework (no errors) and /errorwork (all
+/// errors), which this test and the one before it requested.
+async fn prometheus_holds_the_red_metrics(cluster: &LocalCluster, client: &reqwest::Client) {
+    for job in ["otel-collector", "otel-collector-spanmetrics"] {
+        let query = format!(r#"up{{job="{job}"}}"#);
+        let up = prometheus_query(cluster, client, &query, |result| {
+            result.iter().any(|series| series["value"][1] == "1")
+        })
+        .await;
+        assert!(
+            up.iter().any(|series| series["value"][1] == "1"),
+            "Prometheus does not scrape the collector's job {job}: {up:?}"
+        );
+    }
+    let query = r#"sum by (http_route, status_code) (traces_span_metrics_calls_total{service_name="somework-frontend", span_kind="SPAN_KIND_SERVER", http_route=~"/somework|/errorwork"})"#;
+    let calls = |result: &[Value], route: &str, status: &str| -> f64 {
+        result
+            .iter()
+            .filter(|s| s["metric"]["http_route"] == route && s["metric"]["status_code"] == status)
+            .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+            .sum()
+    };
+    let complete = |result: &[Value]| {
+        calls(result, "/somework", "STATUS_CODE_UNSET") > 0.0
+            && calls(result, "/errorwork", "STATUS_CODE_ERROR") >= 2.0
+    };
+    let result = prometheus_query(cluster, client, query, complete).await;
     assert!(
-        result.iter().any(|series| series["value"][1] == "1"),
-        "Prometheus does not scrape the collector's metrics port: up = {result:?}"
+        complete(&result),
+        "Prometheus lacks the RED series of /somework and /errorwork (2 failed requests so far): {result:#?}"
     );
-    report("Prometheus scrapes the collector (up{job=\"otel-collector\"} = 1)");
+    assert_eq!(
+        calls(&result, "/somework", "STATUS_CODE_ERROR"),
+        0.0,
+        "/somework counted as an error: {result:#?}"
+    );
+    assert_eq!(
+        calls(&result, "/errorwork", "STATUS_CODE_UNSET"),
+        0.0,
+        "/errorwork counted as a success: {result:#?}"
+    );
+    report("Prometheus scrapes the collector and holds the RED series of /somework and /errorwork");
 }
 
 /// The series of an instant query, polled until `done` holds.
@@ -185,29 +217,56 @@ pub async fn prometheus_query(
     }
 }
 
-/// The Monitor tab's API answers a service's call rate from Prometheus,
-/// not "metrics storage disabled" or a failed query.
-async fn jaeger_monitor_tab_reads_prometheus(cluster: &LocalCluster, client: &reqwest::Client) {
+/// The Monitor tab's API (Jaeger querying Prometheus) returns a call rate
+/// for the frontend's /somework and /errorwork operations.
+async fn jaeger_monitor_tab_shows_the_operations(cluster: &LocalCluster, client: &reqwest::Client) {
     let jaeger = cluster.port_forward(OBS_NS, "service/jaeger", 16686);
-    let response = client
-        .get(with_query(
-            &jaeger.url("/api/metrics/calls"),
-            &[
-                ("service", "somework-frontend"),
-                ("groupByOperation", "true"),
-                ("spanKind", "server"),
-            ],
-        ))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("Jaeger did not answer");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("a JSON body from Jaeger");
-    assert_eq!(status, 200, "Jaeger's /api/metrics/calls: {body}");
-    assert_eq!(body["name"], "service_operation_call_rate", "{body}");
-    assert!(body["metrics"].is_array(), "{body}");
-    report("Jaeger's Monitor tab (/api/metrics/calls) answers from Prometheus");
+    let url = with_query(
+        &jaeger.url("/api/metrics/calls"),
+        &[
+            ("service", "somework-frontend"),
+            ("groupByOperation", "true"),
+            ("spanKind", "server"),
+        ],
+    );
+    let operations = |body: &Value| -> Vec<String> {
+        body["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|metric| metric["labels"].as_array().into_iter().flatten())
+            .filter(|label| label["name"] == "operation")
+            .filter_map(|label| label["value"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let expected = ["GET /somework", "GET /errorwork"];
+    // A rate needs two scrapes of the counters.
+    let deadline = Instant::now() + SCRAPED;
+    let body = loop {
+        let response = client
+            .get(url.clone())
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("Jaeger did not answer");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON body from Jaeger");
+        assert_eq!(status, 200, "Jaeger's /api/metrics/calls: {body}");
+        assert_eq!(body["name"], "service_operation_call_rate", "{body}");
+        let found = operations(&body);
+        if expected.iter().all(|op| found.iter().any(|f| f == op)) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let found = operations(&body);
+    for operation in expected {
+        assert!(
+            found.iter().any(|f| f == operation),
+            "Jaeger's Monitor tab has no call rate for {operation}; it has {found:?}: {body}"
+        );
+    }
+    report("Jaeger's Monitor tab shows the call rate of GET /somework and GET /errorwork");
 }
 
 /// `base` with `params` percent-encoded as its query string.

@@ -352,7 +352,10 @@ fn zero_account_mode_wires_logs_and_red_metrics() {
     );
     assert_eq!(
         targets("otel-collector-spanmetrics"),
-        serde_json::json!([format!("{collector_host}:8889")])
+        serde_json::json!([format!(
+            "{collector_host}:{}",
+            service_port(&collector, "otel-collector", "metrics-red")
+        )])
     );
 
     // Jaeger's Monitor tab reads that Prometheus, with the names the
