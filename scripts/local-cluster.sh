@@ -28,6 +28,8 @@ TEMPLATES="$ROOT/deploy/local-cluster"
 K8S_DIR="$LC_CACHE/kubernetes-$KUBERNETES_VERSION"
 COREDNS_DIR="$LC_CACHE/coredns-$COREDNS_VERSION"
 JAEGER_DIR="$LC_CACHE/jaeger-$JAEGER_MODULE_VERSION"
+VICTORIALOGS_DIR="$LC_CACHE/victorialogs-$VICTORIALOGS_MODULE_VERSION"
+PROMETHEUS_DIR="$LC_CACHE/prometheus-$PROMETHEUS_MODULE_VERSION"
 DEBIAN_DIR="$LC_CACHE/debian-$(printf '%s' "$DEBIAN_PACKAGES" | sha256sum | cut -c1-12)"
 K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
@@ -151,33 +153,77 @@ build_coredns() {
   step "CoreDNS $COREDNS_VERSION: built in $((SECONDS - started)) s"
 }
 
-# build_jaeger: Jaeger's go.mod has a `replace` (sarama), so `go install`
-# refuses it. A scratch module with Jaeger's own go.mod and go.sum (its
-# requirements, its replace, its checksums) plus Jaeger itself builds
-# cmd/jaeger at exactly the versions Jaeger's release was tested with.
+# build_in_scratch_module DIR MODULE VERSION PACKAGE OUTPUT [go build flags...]:
+# a module with `replace` lines cannot be built with `go install`. A scratch
+# module with its go.mod and go.sum (its requirements, its replaces, its
+# checksums) plus the module itself builds PACKAGE at exactly the versions the
+# module's release was tested with.
+build_in_scratch_module() {
+  local dir="$1" module="$2" version="$3" package="$4" output="$5"
+  shift 5
+  mkdir -p "$dir/module"
+  (
+    cd "$dir/module"
+    local info source
+    info="$(go mod download -json "$module@$version")" ||
+      die "could not download $module@$version from the Go module proxy"
+    field() { sed -n "s/^\t\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" <<<"$info"; }
+    source="$(field Dir)"
+    sed 's|^module .*|module somework.local/build|' "$source/go.mod" >go.mod
+    printf '\nrequire %s %s\n' "$module" "$version" >>go.mod
+    cat "$source/go.sum" >go.sum
+    printf '%s %s %s\n%s %s/go.mod %s\n' "$module" "$version" "$(field Sum)" \
+      "$module" "$version" "$(field GoModSum)" >>go.sum
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" >tools.go
+    go_build "$@" -o "$output" "$package"
+  )
+}
+
+# build_jaeger: Jaeger's go.mod has a `replace` (sarama).
 build_jaeger() {
   if [[ -x "$JAEGER_DIR/bin/jaeger" ]]; then
     return
   fi
   local started=$SECONDS
   step "Jaeger $JAEGER_VERSION (module $JAEGER_MODULE_VERSION): building (cold: about 4 minutes)"
-  mkdir -p "$JAEGER_DIR/module" "$JAEGER_DIR/bin"
-  (
-    cd "$JAEGER_DIR/module"
-    local module=github.com/jaegertracing/jaeger info dir
-    info="$(go mod download -json "$module@$JAEGER_MODULE_VERSION")" ||
-      die "could not download $module@$JAEGER_MODULE_VERSION from the Go module proxy"
-    field() { sed -n "s/^\t\"$1\": \"\(.*\)\",\{0,1\}$/\1/p" <<<"$info"; }
-    dir="$(field Dir)"
-    sed 's|^module .*|module somework.local/jaeger|' "$dir/go.mod" >go.mod
-    printf '\nrequire %s %s\n' "$module" "$JAEGER_MODULE_VERSION" >>go.mod
-    cat "$dir/go.sum" >go.sum
-    printf '%s %s %s\n%s %s/go.mod %s\n' "$module" "$JAEGER_MODULE_VERSION" "$(field Sum)" \
-      "$module" "$JAEGER_MODULE_VERSION" "$(field GoModSum)" >>go.sum
-    printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/jaeger"\n' "$module" >tools.go
-    go_build -ldflags "-s -w" -o "$JAEGER_DIR/bin/jaeger" "$module/cmd/jaeger"
-  ) || die "building Jaeger failed (output above)"
+  build_in_scratch_module "$JAEGER_DIR" github.com/jaegertracing/jaeger "$JAEGER_MODULE_VERSION" \
+    github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_DIR/bin/jaeger" -ldflags "-s -w" ||
+    die "building Jaeger failed (output above)"
   step "Jaeger: built in $((SECONDS - started)) s"
+}
+
+# build_victorialogs: VictoriaMetrics' go.mod has `replace` lines (cloud
+# storage and AWS SDK pins); see versions.env for why this module and Go.
+build_victorialogs() {
+  if [[ -x "$VICTORIALOGS_DIR/bin/victoria-logs" ]]; then
+    return
+  fi
+  local started=$SECONDS module=github.com/VictoriaMetrics/VictoriaMetrics
+  step "VictoriaLogs $VICTORIALOGS_VERSION (module $module $VICTORIALOGS_MODULE_VERSION, $VICTORIALOGS_GO_TOOLCHAIN): building (cold: about 4 minutes)"
+  GOTOOLCHAIN="$VICTORIALOGS_GO_TOOLCHAIN" build_in_scratch_module "$VICTORIALOGS_DIR" "$module" \
+    "$VICTORIALOGS_MODULE_VERSION" "$module/app/victoria-logs" "$VICTORIALOGS_DIR/bin/victoria-logs" \
+    -ldflags "-s -w -X $module/lib/buildinfo.Version=victoria-logs-$VICTORIALOGS_VERSION-module-$VICTORIALOGS_MODULE_VERSION" ||
+    die "building VictoriaLogs failed (output above)"
+  step "VictoriaLogs: built in $((SECONDS - started)) s"
+}
+
+# build_prometheus: no `replace` lines, so `go install` works. The
+# remove_all_sd tag leaves out the cloud service discoveries (AWS, Azure,
+# GCE, Kubernetes, ...): the chart scrapes static targets. The web UI's
+# assets are built with npm and are not in the module, so the binary serves
+# the HTTP API and no UI pages.
+build_prometheus() {
+  if [[ -x "$PROMETHEUS_DIR/bin/prometheus" ]]; then
+    return
+  fi
+  local started=$SECONDS version=github.com/prometheus/common/version
+  step "Prometheus $PROMETHEUS_VERSION (module $PROMETHEUS_MODULE_VERSION): building (cold: 15 minutes beside other builds)"
+  mkdir -p "$PROMETHEUS_DIR/bin"
+  GOBIN="$PROMETHEUS_DIR/bin" CGO_ENABLED=0 nice -n 10 go install -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X $version.Version=$PROMETHEUS_VERSION -X $version.Branch=module-$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" ||
+    die "building Prometheus failed (output above)"
+  step "Prometheus: built in $((SECONDS - started)) s"
 }
 
 build_all() {
@@ -187,11 +233,13 @@ build_all() {
   exec 8>"$LC_CACHE/build.lock"
   flock 8
   rm -rf "$IMAGES_DIR"/.rootfs.* "$IMAGES_DIR"/.work.*
-  require_cmd go "Install Go (https://go.dev/doc/install): Kubernetes, CoreDNS and Jaeger are built from the Go module proxy."
+  require_cmd go "Install Go (https://go.dev/doc/install): Kubernetes, CoreDNS, Jaeger, VictoriaLogs and Prometheus are built from the Go module proxy."
   fetch_debian
   build_kubernetes
   build_coredns
   build_jaeger
+  build_victorialogs
+  build_prometheus
   "$ROOT/scripts/install-bugsink.sh"
   "$ROOT/scripts/build-collector.sh"
   build_platform_images
@@ -286,6 +334,8 @@ image_for_binary() {
 PAUSE_REF=localhost/pause:3.10.1
 COREDNS_REF="localhost/coredns:${COREDNS_VERSION#v}"
 JAEGER_REF="localhost/jaeger:$JAEGER_VERSION"
+VICTORIALOGS_REF="localhost/victoria-logs:$VICTORIALOGS_VERSION-module-$VICTORIALOGS_MODULE_VERSION"
+PROMETHEUS_REF="localhost/prometheus:$PROMETHEUS_VERSION"
 CURL_REF=localhost/curl:host
 
 build_platform_images() {
@@ -311,6 +361,26 @@ build_platform_images() {
     base_rootfs "$rootfs" 10001 jaeger
     cp "$JAEGER_DIR/bin/jaeger" "$rootfs/jaeger"
     make_image "$JAEGER_REF" "$rootfs" --config.user 10001:10001 --config.entrypoint /jaeger
+    rm -rf "$rootfs"
+  fi
+  if ! have_image "$VICTORIALOGS_REF"; then
+    step "image $VICTORIALOGS_REF"
+    rootfs="$(mktemp -d "$IMAGES_DIR/.rootfs.XXXXXX")"
+    base_rootfs "$rootfs" 65532 victoria-logs
+    cp "$VICTORIALOGS_DIR/bin/victoria-logs" "$rootfs/victoria-logs"
+    make_image "$VICTORIALOGS_REF" "$rootfs" --config.user 65532:65532 --config.entrypoint /victoria-logs \
+      --config.exposedports 9428/tcp
+    rm -rf "$rootfs"
+  fi
+  if ! have_image "$PROMETHEUS_REF"; then
+    step "image $PROMETHEUS_REF"
+    rootfs="$(mktemp -d "$IMAGES_DIR/.rootfs.XXXXXX")"
+    base_rootfs "$rootfs" 65534 nobody
+    # In /bin, as in the prom/prometheus image: /prometheus is the data folder.
+    mkdir -p "$rootfs/bin"
+    cp "$PROMETHEUS_DIR/bin/prometheus" "$rootfs/bin/prometheus"
+    make_image "$PROMETHEUS_REF" "$rootfs" --config.user 65534:65534 --config.entrypoint /bin/prometheus \
+      --config.exposedports 9090/tcp
     rm -rf "$rootfs"
   fi
   if ! have_image "$CURL_REF"; then
@@ -617,7 +687,8 @@ cmd_up() {
   wait_until 120 "the node to be Ready" node_ready
   step "[$((SECONDS - started))s] node Ready"
   local ref
-  for ref in "$PAUSE_REF" "$COREDNS_REF" "$JAEGER_REF" "$CURL_REF" "$(bugsink_image)" "$(collector_image)"; do
+  for ref in "$PAUSE_REF" "$COREDNS_REF" "$JAEGER_REF" "$VICTORIALOGS_REF" "$PROMETHEUS_REF" "$CURL_REF" \
+    "$(bugsink_image)" "$(collector_image)"; do
     import_image "$(image_archive "$ref")"
   done
   step "[$((SECONDS - started))s] images imported"
@@ -762,6 +833,8 @@ case "${1:-}" in
     # The charts' image values that the local cluster's images replace.
     printf 'otel-collector:image.tag %s\n' "$(collector_image)"
     printf 'demo-backends:jaeger.image.tag %s\n' "$JAEGER_REF"
+    printf 'demo-backends:victoriaLogs.image.tag %s\n' "$VICTORIALOGS_REF"
+    printf 'demo-backends:prometheus.image.tag %s\n' "$PROMETHEUS_REF"
     printf 'demo-backends:bugsink.image.tag %s\n' "$(bugsink_image)"
     ;;
   build-kubernetes) build_kubernetes ;;

@@ -87,7 +87,7 @@ else
   mode=zero-account
 fi
 case "$mode" in
-  zero-account) step "mode: zero-account (no SENTRY_DSN): traces to Jaeger, errors to Bugsink, all inside the cluster" ;;
+  zero-account) step "mode: zero-account (no SENTRY_DSN): traces to Jaeger, logs to VictoriaLogs, RED metrics to Prometheus, errors to Bugsink, all inside the cluster" ;;
   sentry) step "mode: sentry: errors to the DSN's project, traces through the collector's sentry exporter (org $SENTRY_ORG, project $SENTRY_PROJECT)" ;;
   sentry-otlp) step "mode: sentry-otlp: errors and traces to the DSN's project (traces through Sentry's OTLP endpoint)" ;;
 esac
@@ -230,6 +230,14 @@ if [[ "$mode" == zero-account ]]; then
 Traces, in Jaeger:
   $kubectl_hint -n $OBS_NS port-forward service/jaeger 16686:16686
   http://localhost:16686/trace/<trace id>
+
+Logs, in VictoriaLogs (by trace id):
+  $kubectl_hint -n $OBS_NS port-forward service/victoria-logs 9428:9428
+  curl localhost:9428/select/logsql/query --data-urlencode 'query=trace_id:="<trace id>"'
+
+RED metrics, in Prometheus and in Jaeger's Monitor tab:
+  $kubectl_hint -n $OBS_NS port-forward service/prometheus 9090:9090
+  curl localhost:9090/api/v1/query --data-urlencode 'query=traces_span_metrics_calls_total'
 
 Errors, in Bugsink (Sentry-compatible; user admin@example.com):
   $kubectl_hint -n $OBS_NS port-forward service/bugsink 8000:8000

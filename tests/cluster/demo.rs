@@ -8,8 +8,10 @@ use serde_json::Value;
 use crate::cluster::{APP_NS, LocalCluster, OBS_NS, report};
 use crate::jaeger::{Jaeger, JaegerSpan};
 
-const DEPLOYMENTS: [(&str, &str); 5] = [
+const DEPLOYMENTS: [(&str, &str); 7] = [
     (OBS_NS, "jaeger"),
+    (OBS_NS, "victoria-logs"),
+    (OBS_NS, "prometheus"),
     (OBS_NS, "bugsink"),
     (OBS_NS, "otel-collector"),
     (APP_NS, "somework-frontend"),

@@ -7,7 +7,9 @@
 //! 1. every Deployment of the three charts is Available and `helm test` passes;
 //! 2. from the host, through port-forwards: each request's whole trace is in
 //!    Jaeger with the pods' Kubernetes attributes, and the error is in Bugsink
-//!    with its stack trace and trace id;
+//!    with its stack trace and trace id; a log record is in VictoriaLogs
+//!    under its trace id, Prometheus scrapes the collector and Jaeger's
+//!    Monitor tab reads Prometheus;
 //! 3. `somework verify`: the healthy demo passes and its JSON agrees with the
 //!    cluster; each broken state fails with the line that names it;
 //! 4. faults: the collector pod deleted under load, a rolling restart of the
@@ -20,6 +22,7 @@
 //! It needs Linux and root (network namespaces, cgroups, mounts). Without
 //! them it fails under `CI=true` and is skipped elsewhere.
 
+mod backends;
 mod cluster;
 mod demo;
 mod faults;
@@ -36,6 +39,7 @@ async fn the_demo_runs_on_a_real_kubernetes() {
     };
     demo::deployments_are_available_and_helm_test_passes(&cluster);
     demo::traces_and_errors_arrive_from_the_host(&cluster).await;
+    backends::logs_and_red_metrics_reach_their_backends(&cluster).await;
     verify::passes_on_the_healthy_demo_and_agrees_with_the_cluster(&cluster).await;
     verify::names_each_broken_state(&cluster).await;
     faults::collector_pod_deleted_under_load(&cluster).await;

@@ -140,7 +140,9 @@ fn every_file_names_only_the_pipelines_of_the_schema() {
 fn namespace_of_service(service: &str) -> Option<&'static str> {
     let namespaces = namespaces();
     match service {
-        "otel-collector" | "jaeger" | "bugsink" => Some(&namespaces.observability),
+        "otel-collector" | "jaeger" | "bugsink" | "victoria-logs" | "prometheus" => {
+            Some(&namespaces.observability)
+        }
         s if s.starts_with("somework-") => Some(&namespaces.app),
         _ => None,
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use somework_testkit::helm::k8s_openapi::api::core::v1::Service;
-use somework_testkit::helm::{chart_dir, scratch_dir, yaml_value};
+use somework_testkit::helm::{Rendered, chart_dir, namespaces, scratch_dir, yaml_value};
 use somework_testkit::{process, tools};
 
 use crate::helpers::{Charts, deployment_container, env_value, read};
@@ -277,4 +277,138 @@ async fn bugsink_init_container_creates_the_project_of_the_services_dsn() {
         .await
         .map(|r| r.status().as_u16());
     assert_eq!(wrong.ok(), Some(403), "Bugsink must refuse a wrong key");
+}
+
+/// The port named `name` of the Service `service` in `rendered`.
+fn service_port(rendered: &Rendered, service: &str, name: &str) -> i32 {
+    let object: Service = rendered.get("Service", service);
+    object
+        .spec
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .map(|p| p.port)
+        .unwrap_or_else(|| panic!("Service {service} has no port {name}"))
+}
+
+/// The collector's logs go to the VictoriaLogs Service, Prometheus scrapes
+/// the collector's Service, and Jaeger's Monitor tab reads that Prometheus.
+#[test]
+fn zero_account_mode_wires_logs_and_red_metrics() {
+    let Some(charts) = Charts::find() else { return };
+    let backends = charts.render("demo-backends/defaults");
+    let collector = charts.render("otel-collector/defaults");
+    let namespace = &namespaces().observability;
+
+    // Logs: otlp_http to VictoriaLogs' OTLP ingestion (the exporter appends
+    // /v1/logs), behind memory_limiter and batch like the traces.
+    let victoria_logs = format!(
+        "http://victoria-logs.{namespace}.svc.cluster.local:{}/insert/opentelemetry",
+        service_port(&backends, "victoria-logs", "http")
+    );
+    let container = deployment_container(&collector, "otel-collector");
+    assert_eq!(
+        env_value(&container, "VICTORIALOGS_OTLP_ENDPOINT"),
+        victoria_logs
+    );
+    let config = yaml_value(&collector.string_data("ConfigMap", "otel-collector")["config.yaml"]);
+    assert_eq!(
+        config["exporters"]["otlp_http/victorialogs"]["endpoint"],
+        format!("${{env:VICTORIALOGS_OTLP_ENDPOINT:-{victoria_logs}}}")
+    );
+    let logs = &config["service"]["pipelines"]["logs"];
+    assert_eq!(logs["receivers"], serde_json::json!(["otlp"]));
+    assert_eq!(
+        logs["processors"],
+        serde_json::json!(["memory_limiter", "batch"])
+    );
+    assert_eq!(
+        logs["exporters"],
+        serde_json::json!(["otlp_http/victorialogs"])
+    );
+
+    // RED metrics: Prometheus scrapes the collector Service's own telemetry
+    // port and the spanmetrics exporter's port, by static targets.
+    let collector_host = format!("otel-collector.{namespace}.svc.cluster.local");
+    let prometheus_config =
+        yaml_value(&backends.string_data("ConfigMap", "prometheus")["prometheus.yml"]);
+    let targets = |job: &str| {
+        prometheus_config["scrape_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["job_name"] == job)
+            .unwrap_or_else(|| panic!("no scrape job {job}: {prometheus_config}"))["static_configs"]
+            [0]["targets"]
+            .clone()
+    };
+    assert_eq!(
+        targets("otel-collector"),
+        serde_json::json!([format!(
+            "{collector_host}:{}",
+            service_port(&collector, "otel-collector", "metrics")
+        )])
+    );
+    assert_eq!(
+        targets("otel-collector-spanmetrics"),
+        serde_json::json!([format!(
+            "{collector_host}:{}",
+            service_port(&collector, "otel-collector", "metrics-red")
+        )])
+    );
+
+    // Jaeger's Monitor tab reads that Prometheus, with the names the
+    // spanmetrics connector gives (normalized: *_calls_total, *_milliseconds).
+    let jaeger = yaml_value(&backends.string_data("ConfigMap", "jaeger")["config.yaml"]);
+    let extensions = &jaeger["extensions"];
+    assert_eq!(
+        extensions["jaeger_query"]["storage"]["metrics"],
+        "prometheus"
+    );
+    let backend = &extensions["jaeger_storage"]["metric_backends"]["prometheus"]["prometheus"];
+    assert_eq!(
+        backend["endpoint"],
+        format!(
+            "http://prometheus.{namespace}.svc.cluster.local:{}",
+            service_port(&backends, "prometheus", "http")
+        )
+    );
+    assert_eq!(backend["normalize_calls"], true);
+    assert_eq!(backend["normalize_duration"], true);
+    let spec = backends.deployment_pod_spec("jaeger");
+    let jaeger_container = &spec.containers[0];
+    assert_eq!(
+        jaeger_container.args.as_deref(),
+        Some(&["--config=/conf/config.yaml".to_owned()][..])
+    );
+}
+
+/// Each backend beside Jaeger and Bugsink is optional: off, it renders
+/// nothing, and Jaeger runs without a metrics store.
+#[test]
+fn log_backend_and_prometheus_are_optional() {
+    let Some(charts) = Charts::find() else { return };
+    let off = charts.render("demo-backends/traces-and-errors-only");
+    for name in ["victoria-logs", "prometheus"] {
+        for kind in ["Deployment", "Service", "ConfigMap"] {
+            assert!(
+                off.find(kind, name).is_none(),
+                "{kind} {name} rendered although disabled"
+            );
+        }
+    }
+    let jaeger = yaml_value(&off.string_data("ConfigMap", "jaeger")["config.yaml"]);
+    assert!(
+        jaeger["extensions"]["jaeger_query"]["storage"]["metrics"].is_null(),
+        "Jaeger reads metrics from a Prometheus that is off: {jaeger}"
+    );
+    assert!(jaeger["extensions"]["jaeger_storage"]["metric_backends"].is_null());
+    let on = charts.render("demo-backends/defaults");
+    for name in ["jaeger", "victoria-logs", "prometheus", "bugsink"] {
+        assert!(
+            on.find("Deployment", name).is_some(),
+            "no Deployment {name}"
+        );
+    }
 }
