@@ -58,7 +58,8 @@ struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
-    /// True while spans are being dropped, to warn once per episode.
+    /// True while items are being dropped, to warn once per episode: from
+    /// the first drop to the next successful export.
     dropping: AtomicBool,
 }
 
@@ -93,9 +94,13 @@ impl ExportStats {
         }
     }
 
-    fn finished(&self, count: u64) {
+    /// `count` items went through an export. A successful one ends a drop
+    /// episode; a failed one does not, so a whole outage warns of drops once.
+    fn finished(&self, count: u64, exported: bool) {
         self.counters.pending.fetch_sub(count, Ordering::Relaxed);
-        self.counters.dropping.store(false, Ordering::Relaxed);
+        if exported {
+            self.counters.dropping.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -249,7 +254,7 @@ impl<E> ReportingExporter<E> {
                 }
             }
         }
-        self.stats.finished(count);
+        self.stats.finished(count, result.is_ok());
     }
 }
 
@@ -474,14 +479,18 @@ mod tests {
         let (_provider, tracer) = admitting(1, &stats, &inner);
         let logs = logs_of(|| {
             end_spans(&tracer, 3);
-            stats.finished(1);
+            // A failed export makes room but the episode goes on; a
+            // successful one ends it.
+            stats.finished(1, false);
+            end_spans(&tracer, 3);
+            stats.finished(1, true);
             end_spans(&tracer, 3);
         });
-        assert_eq!(stats.counts(), counts(0, 0, 4, 1));
-        assert_eq!(inner.0.ended.lock().unwrap().len(), 2);
+        assert_eq!(stats.counts(), counts(0, 0, 6, 1));
+        assert_eq!(inner.0.ended.lock().unwrap().len(), 3);
         assert_eq!(logs.matches("span queue full").count(), 2, "{logs}");
         assert!(logs.contains("dropped_total=1"), "{logs}");
-        assert!(logs.contains("dropped_total=3"), "{logs}");
+        assert!(logs.contains("dropped_total=5"), "{logs}");
     }
 
     #[test]
