@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::bugsink::Bugsink;
-use somework_testkit::collector;
+use somework_testkit::collector::{self, CollectorBuilder};
 use somework_testkit::otlp::{Attr, ReceivedLog};
 use somework_testkit::sentry_double::{IngestedLog, IngestedSpan, SentryDouble};
 use somework_testkit::service::ServiceBuilder;
 
-use crate::helpers::{EVENT_WAIT, PROJECT, WAIT, by_trace, complete, pretty, sentry_collector};
+use crate::helpers::{
+    EVENT_WAIT, PROJECT, WAIT, by_trace, complete, pretty, sentry_collector, sentry_env,
+};
 
 const ERROR_MESSAGE: &str = "ErrorWork failed: the simulated dependency is unavailable";
 
@@ -170,5 +172,55 @@ async fn log_records_reach_sentry_logs_with_the_ids_of_their_error_event_and_spa
         assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
         assert_eq!(r.header("authorization"), None);
         assert_eq!(r.status, 200, "{r:?}");
+    }
+}
+
+/// `tail-sampling.yaml` samples traces only: a plain trace it drops still has
+/// its log record delivered, beside an error trace it keeps.
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_sampling_drops_a_plain_trace_but_never_its_logs() {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let double = SentryDouble::builder().project(PROJECT).start().await;
+    let mut builder = CollectorBuilder::new(&binary, "tail-sampling.yaml")
+        .set("exporters.sentry.http.proxy_url", &double.url())
+        .set("processors.tail_sampling.decision_wait", "1s")
+        .set("processors.batch.timeout", "200ms")
+        // Keep errors only: no share of plain traces, no slow ones.
+        .env("TAIL_SAMPLING_PERCENT", "0")
+        .env("TAIL_SAMPLING_LATENCY_MS", "60000");
+    for (key, value) in sentry_env(&double) {
+        builder = builder.env(key, value);
+    }
+    let collector = builder.start().await;
+    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            collector.otlp_grpc_endpoint(),
+        )
+        .env("OTEL_SERVICE_NAME", "somework")
+        .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+        .start()
+        .await;
+
+    let plain = service.get("/somework").await.trace_id();
+    let error = service.get("/errorwork").await.trace_id();
+    let kept = [(error.clone(), "/errorwork")];
+    let spans = double.wait_for(WAIT, |spans| complete(spans, &kept)).await;
+    let logs = double
+        .wait_for_logs(WAIT, |logs| {
+            [&plain, &error]
+                .iter()
+                .all(|id| logs.iter().any(|l| l.log.trace_id() == **id))
+        })
+        .await;
+    assert!(
+        !by_trace(&spans).contains_key(&plain),
+        "the plain trace was kept: the test proves nothing"
+    );
+    for trace_id in [&plain, &error] {
+        let request = record(&logs, trace_id, "request");
+        assert_eq!(request.project_id, double.project(PROJECT).id);
     }
 }
