@@ -180,9 +180,9 @@ impl ErrorOrigin {
     }
 }
 
-/// Logs `error` (see [`log_error`]) and sends it to Sentry, when Sentry is
-/// on, with the stack trace captured where it happened and the ids of the
-/// OTel span it happened in.
+/// Logs `error` (one line, written in the span it happened in) and, when
+/// Sentry is on, sends it to Sentry with the stack trace captured where it
+/// happened and the ids of that span.
 ///
 /// Nothing here waits on the request path: resolving the stack trace's
 /// symbols (milliseconds in a release build, tens of them in a debug build)
