@@ -100,6 +100,64 @@ const MODES: [Mode; 3] = [
     },
 ];
 
+/// What serves the requests: the service, or issue 9's reference, a plain
+/// axum handler with the same spans instrumented as opentelemetry-rust's
+/// examples do it (`examples/reference.rs`, built by scripts/bench.sh).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Subject {
+    Somework,
+    Reference,
+    /// The reference with its batches dropped in-process instead of exported.
+    ReferenceNoExport,
+}
+
+impl Subject {
+    fn binary(self) -> PathBuf {
+        match self {
+            Self::Somework => PathBuf::from(BINARY),
+            Self::Reference | Self::ReferenceNoExport => {
+                let reference = Path::new(BINARY)
+                    .parent()
+                    .expect("the binary is in a directory")
+                    .join("examples")
+                    .join("reference");
+                assert!(
+                    reference.exists(),
+                    "no {}: run the benchmark with make bench (scripts/bench.sh builds examples/reference.rs)",
+                    reference.display()
+                );
+                reference
+            }
+        }
+    }
+
+    fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::ReferenceNoExport => &[("REFERENCE_EXPORTER", "discard")],
+            Self::Somework | Self::Reference => &[],
+        }
+    }
+
+    /// Names the callgrind dumps.
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Somework => "somework",
+            Self::Reference => "reference",
+            Self::ReferenceNoExport => "reference-no-export",
+        }
+    }
+}
+
+/// The reference's runs beside the service's: every mode, and without
+/// export the modes that export.
+const REFERENCE_RUNS: [(Subject, usize); 5] = [
+    (Subject::Reference, 0),
+    (Subject::Reference, 1),
+    (Subject::Reference, 2),
+    (Subject::ReferenceNoExport, 1),
+    (Subject::ReferenceNoExport, 2),
+];
+
 fn clock_ticks_per_second() -> f64 {
     match sysconf(SysconfVar::CLK_TCK) {
         Ok(Some(ticks)) if ticks > 0 => ticks as f64,
@@ -186,13 +244,17 @@ fn field(report: &Value, path: &[&str]) -> f64 {
 }
 
 async fn start_service(collector: &str, extra: &[(&str, &str)]) -> Service {
-    let mut builder = ServiceBuilder::new(BINARY)
+    start_subject(Subject::Somework, collector, extra).await
+}
+
+async fn start_subject(subject: Subject, collector: &str, extra: &[(&str, &str)]) -> Service {
+    let mut builder = ServiceBuilder::new(subject.binary())
         .wrapped_in(&["taskset", "-c", SERVICE_CPU])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
         // The SDK's default batch schedule, not the tests' short one.
         .remove_env("OTEL_BSP_SCHEDULE_DELAY")
         .remove_env("OTEL_TRACES_SAMPLER");
-    for (key, value) in extra {
+    for (key, value) in extra.iter().chain(subject.env()) {
         builder = builder.env(key, *value);
     }
     builder.start().await
@@ -341,7 +403,8 @@ fn overhead_table(
     );
 }
 
-/// The modes side by side against one endpoint.
+/// The modes side by side against one endpoint; with `with_reference`, the
+/// reference's runs ([`REFERENCE_RUNS`]) take their turns in the same rounds.
 async fn overhead(
     out: &mut String,
     plan: &Plan,
@@ -349,11 +412,17 @@ async fn overhead(
     title: &str,
     unit: &str,
     load_args: &[String],
+    with_reference: bool,
 ) {
     let endpoint = collector.otlp_grpc_endpoint();
+    let mut runs: Vec<(Subject, usize)> =
+        (0..MODES.len()).map(|i| (Subject::Somework, i)).collect();
+    if with_reference {
+        runs.extend(REFERENCE_RUNS);
+    }
     let mut services = Vec::new();
-    for mode in &MODES {
-        services.push(start_service(&endpoint, mode.env).await);
+    for &(subject, mode) in &runs {
+        services.push(start_subject(subject, &endpoint, MODES[mode].env).await);
     }
     let mut measured = interleaved(&services, plan, load_args).await;
     let peak_rss: Vec<f64> = services
@@ -365,12 +434,68 @@ async fn overhead(
         spans.push(stop_service(service).await);
     }
     let _ = writeln!(out, "### {title}\n");
-    overhead_table(out, &mut measured, &spans, &peak_rss, unit);
+    overhead_table(out, &mut measured[..MODES.len()], &spans, &peak_rss, unit);
     let late: f64 = measured.iter().flat_map(|m| m.late.iter()).sum();
     let _ = writeln!(
         out,
         "\nRequests the load tool sent more than 1 ms late, all rounds and modes: {late:.0}.\n"
     );
+    if with_reference {
+        reference_cpu_table(out, &runs, &measured);
+    }
+}
+
+/// somework beside the reference, CPU per request, from the same rounds.
+fn reference_cpu_table(out: &mut String, runs: &[(Subject, usize)], measured: &[Measured]) {
+    let cpu = |subject: Subject, mode: usize| {
+        runs.iter()
+            .position(|run| *run == (subject, mode))
+            .map(|i| &measured[i].cpu_per_request)
+    };
+    let _ = writeln!(
+        out,
+        "#### The reference in the same rounds\n\nIssue 9's reference (`examples/reference.rs`): a plain axum handler with the same four spans, three span events and attributes, instrumented as opentelemetry-rust's examples do it, exporting to the same collector; \"no export\" is the same handler with its batches dropped in-process. CPU µs per request, median over rounds; the tracing cost is the paired difference to the same program with tracing off.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| mode | somework | reference | reference, no export | off / mode, somework | off / mode, reference | tracing's cost, somework | tracing's cost, reference | tracing's cost, reference, no export |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let cell = |values: Option<&Vec<f64>>| {
+        values.map_or("–".to_owned(), |v| {
+            format!("{:.1}", median(&mut v.clone()))
+        })
+    };
+    let ratio = |subject: Subject, mode: usize| match (cpu(subject, 0), cpu(subject, mode)) {
+        (Some(off), Some(on)) => format!("{:.2}", paired_ratio(off, on, true)),
+        _ => "–".to_owned(),
+    };
+    let cost = |subject: Subject, off_subject: Subject, mode: usize| match (
+        cpu(off_subject, 0),
+        cpu(subject, mode),
+    ) {
+        (Some(off), Some(on)) if mode > 0 => {
+            let mut differences: Vec<f64> = off.iter().zip(on).map(|(o, m)| m - o).collect();
+            format!("{:.1}", median(&mut differences))
+        }
+        _ => "–".to_owned(),
+    };
+    for (i, mode) in MODES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            mode.name,
+            cell(cpu(Subject::Somework, i)),
+            cell(cpu(Subject::Reference, i)),
+            cell(cpu(Subject::ReferenceNoExport, i)),
+            ratio(Subject::Somework, i),
+            ratio(Subject::Reference, i),
+            cost(Subject::Somework, Subject::Somework, i),
+            cost(Subject::Reference, Subject::Reference, i),
+            cost(Subject::ReferenceNoExport, Subject::Reference, i),
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// RSS before and after a long run with always-on sampling and no collector.
@@ -540,8 +665,32 @@ async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
 /// busy machine hide. The service runs under valgrind; the counters are
 /// zeroed after a warm-up and dumped once the load tool has sent `requests`
 /// requests and the batch export thread has exported their spans.
-async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
-    let endpoint = collector.otlp_grpc_endpoint();
+async fn instructions(
+    out: &mut String,
+    collector: &Collector,
+    requests: u32,
+    settings: &[(String, String)],
+) {
+    // `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` among the settings sends
+    // the spans to the collector's OTLP/HTTP receiver instead.
+    let endpoint = if settings
+        .iter()
+        .any(|(key, value)| key == "OTEL_EXPORTER_OTLP_PROTOCOL" && value == "http/protobuf")
+    {
+        collector.otlp_http_endpoint()
+    } else {
+        collector.otlp_grpc_endpoint()
+    };
+    // Exports happen while counting, not at shutdown: every 200 ms unless
+    // the settings say otherwise. The waits below cover two schedules.
+    let schedule_ms: u64 = settings
+        .iter()
+        .find(|(key, _)| key == "OTEL_BSP_SCHEDULE_DELAY")
+        .map_or(200, |(_, value)| {
+            value
+                .parse()
+                .expect("OTEL_BSP_SCHEDULE_DELAY in milliseconds")
+        });
     // Kept after the run, beside the binary, for `callgrind_annotate`.
     let dir = Path::new(BINARY)
         .parent()
@@ -549,19 +698,28 @@ async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
         .join("callgrind");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("callgrind output directory");
+    let runs: Vec<(Subject, usize)> = (0..MODES.len())
+        .map(|i| (Subject::Somework, i))
+        .chain(REFERENCE_RUNS)
+        .collect();
     let mut per_request = Vec::new();
-    for (i, mode) in MODES.iter().enumerate() {
-        let out_file = dir.join(format!("mode-{i}.out"));
+    let mut spans_in_window = Vec::new();
+    for &(subject, i) in &runs {
+        let mode = &MODES[i];
+        let dump = format!("{}-{i}.out", subject.slug());
+        let out_file = dir.join(&dump);
         let out_arg = format!("--callgrind-out-file={}", out_file.display());
-        let mut builder = ServiceBuilder::new(BINARY)
+        let mut builder = ServiceBuilder::new(subject.binary())
             .wrapped_in(&["valgrind", "--tool=callgrind", &out_arg])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-            // Exports happen while counting, not at shutdown.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_BSP_SCHEDULE_DELAY", schedule_ms.to_string())
             .env("TOKIO_WORKER_THREADS", "1")
             .remove_env("OTEL_TRACES_SAMPLER");
-        for (key, value) in mode.env {
+        for (key, value) in mode.env.iter().chain(subject.env()) {
             builder = builder.env(key, *value);
+        }
+        for (key, value) in settings {
+            builder = builder.env(key, value.as_str());
         }
         let service = builder.start().await;
         let pid = service.pid().to_string();
@@ -590,7 +748,8 @@ async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
         // The warm-up's spans are exported before counting starts: without
         // this pause about 200 of them were exported inside the window and
         // counted against the measured requests.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(Duration::from_millis(1000.max(3 * schedule_ms))).await;
+        let received_before = spans_received(collector).await;
         control(&["--zero"]);
         let (report, _) = load(&[
             "--target".to_owned(),
@@ -611,18 +770,26 @@ async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
             f64::from(requests)
         );
         // Two batch schedules, so the last spans are exported and counted.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(3 * schedule_ms)).await;
         control(&["--dump"]);
         drop(service);
+        let received = spans_received(collector).await - received_before;
+        // A count is only worth reading if the export it counts happened:
+        // with every trace sampled, exactly the measured requests' spans.
+        if i == 2 && subject != Subject::ReferenceNoExport {
+            assert_eq!(
+                received,
+                f64::from(4 * requests),
+                "{} ({}): the collector did not receive the measured requests' spans in the counting window",
+                subject.slug(),
+                mode.name
+            );
+        }
+        spans_in_window.push(received);
         let totals: f64 = std::fs::read_dir(&dir)
             .expect("callgrind output")
             .filter_map(Result::ok)
-            .filter(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("mode-{i}.out"))
-            })
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&dump))
             .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
             .filter_map(|text| {
                 text.lines()
@@ -636,21 +803,78 @@ async fn instructions(out: &mut String, collector: &Collector, requests: u32) {
         per_request.push(totals / f64::from(requests));
     }
     eprintln!("callgrind dumps: {}", dir.display());
+    let count = |subject: Subject, mode: usize| {
+        runs.iter()
+            .position(|run| *run == (subject, mode))
+            .map(|i| per_request[i])
+    };
+    let settings_note = if settings.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Settings for every run: {}.",
+            settings
+                .iter()
+                .map(|(key, value)| format!("`{key}={value}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let _ = writeln!(
         out,
-        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every 200 ms. The count starts once the warm-up's spans are exported and ends once the measured requests' spans are, so exactly their export is counted.\n"
+        "### Instructions per request (callgrind)\n\n`/somework`, {requests} requests at 100 req/s after a warm-up, one Tokio worker, batch export every {schedule_ms} ms. The count starts once the warm-up's spans are exported and ends once the measured requests' spans are, so exactly their export is counted. Beside the service, issue 9's reference (`examples/reference.rs`: a plain axum handler with the same spans, events and attributes, instrumented as opentelemetry-rust's examples do it), and the reference with its batches dropped in-process instead of exported.{settings_note}\n"
     );
-    let _ = writeln!(out, "| mode | instructions per request | off / mode |");
-    let _ = writeln!(out, "|---|---|---|");
-    for (mode, count) in MODES.iter().zip(&per_request) {
+    let _ = writeln!(
+        out,
+        "| mode | somework | reference | reference, no export | off / mode, somework | off / mode, reference | off / mode, reference, no export | somework − reference |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let number = |value: Option<f64>| value.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    let ratio = |off: Option<f64>, on: Option<f64>| match (off, on) {
+        (Some(off), Some(on)) => format!("{:.2}", off / on),
+        _ => "–".to_owned(),
+    };
+    for (i, mode) in MODES.iter().enumerate() {
+        let somework = count(Subject::Somework, i);
+        let reference = count(Subject::Reference, i);
+        // Tracing off exports nothing: the reference without export is the
+        // reference itself.
+        let no_export = count(Subject::ReferenceNoExport, i).or(reference.filter(|_| i == 0));
+        let reference_off = count(Subject::Reference, 0);
         let _ = writeln!(
             out,
-            "| {} | {count:.0} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             mode.name,
-            per_request[0] / count
+            number(somework),
+            number(reference),
+            number(no_export),
+            ratio(count(Subject::Somework, 0), somework),
+            ratio(reference_off, reference),
+            ratio(reference_off, no_export),
+            number(somework.zip(reference).map(|(s, r)| s - r)),
         );
     }
-    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "\nSpans the collector received in each counting window (somework off, 10%, always-on; reference the same; reference without export 10%, always-on): {}.\n",
+        spans_in_window
+            .iter()
+            .map(|count| format!("{count:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// Spans the collector has accepted so far, over both OTLP receivers, from
+/// its own metrics.
+async fn spans_received(collector: &Collector) -> f64 {
+    collector
+        .metrics()
+        .await
+        .lines()
+        .filter(|line| line.starts_with("otelcol_receiver_accepted_spans{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -714,6 +938,19 @@ async fn main() {
         .position(|arg| arg == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let runs = |section: &str| only.as_deref().is_none_or(|only| only == section);
+    // `--set KEY=VALUE` (repeatable): an environment setting for every
+    // program the instruction count runs, to measure one setting at a time
+    // (say `OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`).
+    let settings: Vec<(String, String)> = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--set")
+        .map(|pair| {
+            pair[1]
+                .split_once('=')
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .unwrap_or_else(|| panic!("--set takes KEY=VALUE, not {:?}", pair[1]))
+        })
+        .collect();
     let plan = Plan::new(quick);
     let collector_bin = collector::binary().expect(
         "no collector: run scripts/build-collector.sh or set SOMEWORK_TOOLS_DIR (make bench does)",
@@ -769,6 +1006,7 @@ async fn main() {
             ),
             "request",
             &somework(plan.rate, "somework=1"),
+            true,
         )
         .await;
     }
@@ -783,11 +1021,18 @@ async fn main() {
         ),
         "call",
         &somework(plan.chain_rate, "chain=1"),
+        false,
     )
     .await;
     }
     if runs("instructions") {
-        instructions(&mut out, &collector, if quick { 300 } else { 1000 }).await;
+        instructions(
+            &mut out,
+            &collector,
+            if quick { 300 } else { 1000 },
+            &settings,
+        )
+        .await;
     }
     if runs("memory") {
         memory_with_collector_down(&mut out, &plan).await;

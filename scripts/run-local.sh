@@ -15,7 +15,7 @@
 #
 # Loopback ports, each overridable: SERVICE_PORT (8080), BUGSINK_PORT (8000),
 # OTLP_GRPC_PORT (4317), OTLP_HTTP_PORT (4318), COLLECTOR_HEALTH_PORT (13133),
-# COLLECTOR_METRICS_PORT (8888).
+# COLLECTOR_METRICS_PORT (8888), COLLECTOR_RED_PORT (8889, the RED metrics).
 #
 # The service binary is the one `make test` builds (same cargo flags, same
 # target directory), so after `make test` nothing is compiled again.
@@ -57,7 +57,8 @@ OTLP_GRPC_PORT="${OTLP_GRPC_PORT:-4317}"
 OTLP_HTTP_PORT="${OTLP_HTTP_PORT:-4318}"
 COLLECTOR_HEALTH_PORT="${COLLECTOR_HEALTH_PORT:-13133}"
 COLLECTOR_METRICS_PORT="${COLLECTOR_METRICS_PORT:-8888}"
-for name in SERVICE_PORT BUGSINK_PORT OTLP_GRPC_PORT OTLP_HTTP_PORT COLLECTOR_HEALTH_PORT COLLECTOR_METRICS_PORT; do
+COLLECTOR_RED_PORT="${COLLECTOR_RED_PORT:-8889}"
+for name in SERVICE_PORT BUGSINK_PORT OTLP_GRPC_PORT OTLP_HTTP_PORT COLLECTOR_HEALTH_PORT COLLECTOR_METRICS_PORT COLLECTOR_RED_PORT; do
   port="${!name}"
   [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1 && "$port" -le 65535 ]] ||
     die "$name must be a port number from 1 to 65535, not '$port'"
@@ -155,7 +156,8 @@ start collector "$COLLECTOR_LOG" "$TOOLS_BIN/otelcol-somework" --config collecto
   "--set=receivers.otlp.protocols.grpc.endpoint=127.0.0.1:$OTLP_GRPC_PORT" \
   "--set=receivers.otlp.protocols.http.endpoint=127.0.0.1:$OTLP_HTTP_PORT" \
   "--set=extensions.health_check.endpoint=127.0.0.1:$COLLECTOR_HEALTH_PORT" \
-  "--set=service.telemetry.metrics.readers=[{pull: {exporter: {prometheus: {host: 127.0.0.1, port: $COLLECTOR_METRICS_PORT}}}}]"
+  "--set=service.telemetry.metrics.readers=[{pull: {exporter: {prometheus: {host: 127.0.0.1, port: $COLLECTOR_METRICS_PORT}}}}]" \
+  "--set=exporters.prometheus.endpoint=127.0.0.1:$COLLECTOR_RED_PORT"
 wait_for collector "${pids[1]}" "$COLLECTOR_LOG" "http://127.0.0.1:$COLLECTOR_HEALTH_PORT/"
 
 # Bugsink migrates its databases before it serves (seconds; a minute or more

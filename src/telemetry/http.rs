@@ -210,6 +210,8 @@ fn protocol_version(version: Version) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
     use super::*;
 
     fn method_attributes(method: &Method) -> Vec<KeyValue> {
@@ -244,6 +246,28 @@ mod tests {
                 KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, "PURGE"),
             ]
         );
+    }
+
+    /// Without a tracer (tracing off) no CLIENT span starts, and the request
+    /// goes out in the caller's context: its trace is still the one errors
+    /// made during the call are linked to.
+    #[test]
+    fn without_a_tracer_a_client_span_keeps_the_callers_context() {
+        let caller = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let _attached = Context::new()
+            .with_remote_span_context(caller.clone())
+            .attach();
+        let url = Url::parse("http://next-hop.test/chain?hops=1").unwrap();
+
+        let span = ClientSpan::start(&Method::GET, &url);
+
+        assert_eq!(span.context().span().span_context(), &caller);
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //!
 //! The seams: [`cluster`] (client, errors, workload checks), [`forward`]
 //! (HTTP through the API server's port-forward), [`traffic`] (requests with
-//! our own trace ids), [`metrics`] (the collector's counters),
-//! [`backends`] (Jaeger, Bugsink, Sentry) and [`report`] (table and JSON).
+//! our own trace ids), [`metrics`] (the collector's counters), [`red`]
+//! (RED per endpoint from the collector's span metrics), [`backends`]
+//! (Jaeger, Bugsink, Sentry) and [`report`] (table and JSON).
 //! Built only with the `verify` feature: the service image leaves it out.
 
 pub mod backends;
 pub mod cluster;
 pub mod forward;
 pub mod metrics;
+pub mod red;
 pub mod report;
 pub mod traffic;
 
@@ -36,6 +38,9 @@ const BUGSINK: &str = "bugsink";
 /// How long the receivers and exporters get to take in and send our spans:
 /// the service's batch delay (5 s) plus the collector's (1 s), with room.
 const FLUSH_WAIT: Duration = Duration::from_secs(20);
+/// How long the span metrics get to count our requests after that: the
+/// connector flushes every 5 s, and shows a new series first at 0.
+const RED_WAIT: Duration = Duration::from_secs(15);
 /// How long Jaeger, Bugsink and Sentry get to show everything.
 const BACKEND_WAIT: Duration = Duration::from_secs(30);
 /// One request to the frontend (it sleeps on purpose; /chain makes hops).
@@ -210,6 +215,7 @@ async fn verify(args: &VerifyArgs, step: &Step) -> Result<Report, ClusterError> 
         checks,
         traces: Vec::new(),
         collector: None,
+        red: None,
         hints: Vec::new(),
     };
     run_traffic_and_backends(
@@ -358,6 +364,21 @@ async fn run_traffic_and_backends(
         None
     };
 
+    let red_forward = if workloads.collector.available {
+        match open_forward(cluster, obs, COLLECTOR, "metrics-red", "/metrics").await {
+            Ok((forward, check)) => {
+                report.checks.push(check);
+                Some(forward)
+            }
+            Err(check) => {
+                report.checks.push(check);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let before = match &collector {
         Some(collector) => {
             step.set("reading the collector's metrics");
@@ -373,6 +394,21 @@ async fn run_traffic_and_backends(
                 }
             }
         }
+        None => None,
+    };
+
+    let red_before = match &red_forward {
+        Some(forward) => match red::read(forward).await {
+            Ok(before) => Some((before, Instant::now())),
+            Err(problem) => {
+                report.checks.push(Check::fail(
+                    "span metrics".to_owned(),
+                    "Prometheus text on :8889/metrics",
+                    problem,
+                ));
+                None
+            }
+        },
         None => None,
     };
 
@@ -443,6 +479,20 @@ async fn run_traffic_and_backends(
     };
     let collector_ok = collector_delta.is_some();
     report.collector = collector_delta;
+
+    match (&red_forward, &red_before) {
+        (Some(forward), Some((before, read_at))) => {
+            step.set("waiting for the span metrics to count the requests");
+            let red_deadline = deadline.min(Instant::now() + RED_WAIT);
+            report.red =
+                Some(read_red(report, forward, before, *read_at, &sent, red_deadline).await);
+        }
+        _ => report.checks.push(Check::skip(
+            "RED per endpoint".to_owned(),
+            "",
+            "the span metrics cannot be read",
+        )),
+    }
 
     let backend_deadline = deadline.min(Instant::now() + BACKEND_WAIT);
     let mut bugsink_events = std::collections::HashMap::new();
@@ -525,4 +575,59 @@ async fn run_traffic_and_backends(
         })
         .collect();
     Ok(())
+}
+
+/// Requests answered and answered with a 5xx, of one endpoint.
+fn answered_and_failed(sent: &[Sent], path: &str) -> (usize, usize) {
+    let ours = sent
+        .iter()
+        .filter(|request| request.endpoint.path == path)
+        .filter_map(|request| request.status);
+    ours.fold((0, 0), |(answered, failed), status| {
+        (answered + 1, failed + usize::from(status >= 500))
+    })
+}
+
+/// Waits until the span metrics count every answered request of each
+/// endpoint and its failures; one row per endpoint, and the RED section.
+async fn read_red(
+    report: &mut Report,
+    forward: &Forward,
+    before: &red::SpanMetrics,
+    read_at: Instant,
+    sent: &[Sent],
+    deadline: Instant,
+) -> red::RedReport {
+    let counted = |delta: &red::SpanMetrics| {
+        ENDPOINTS.iter().all(|endpoint| {
+            let (answered, failed) = answered_and_failed(sent, endpoint.path);
+            red::EndpointRed::from_delta(delta, FRONTEND, endpoint.path, read_at.elapsed())
+                .counted(answered, failed)
+        })
+    };
+    let delta = red::wait_for(forward, before, counted, deadline).await;
+    let window = read_at.elapsed();
+    let delta = match delta {
+        Ok(delta) => delta,
+        Err(problem) => {
+            report.checks.push(Check::fail(
+                "span metrics".to_owned(),
+                "Prometheus text on :8889/metrics",
+                problem,
+            ));
+            red::SpanMetrics::default()
+        }
+    };
+    let endpoints: Vec<red::EndpointRed> = ENDPOINTS
+        .iter()
+        .map(|endpoint| red::EndpointRed::from_delta(&delta, FRONTEND, endpoint.path, window))
+        .collect();
+    for endpoint in &endpoints {
+        let (answered, failed) = answered_and_failed(sent, &endpoint.endpoint);
+        report.checks.push(endpoint.check(answered, failed));
+    }
+    red::RedReport {
+        window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+        endpoints,
+    }
 }

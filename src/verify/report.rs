@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::metrics::CollectorMetrics;
+use super::red::RedReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +88,9 @@ pub struct Report {
     /// The collector's counters over the run (deltas; queue sizes as read last).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collector: Option<CollectorMetrics>,
+    /// Rate, errors and p99 per endpoint, from the collector's span metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub red: Option<RedReport>,
     /// How to open the links in `traces`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
@@ -136,6 +140,9 @@ impl Report {
             for detail in details {
                 let _ = writeln!(out, "{:<w0$}    | {detail}", "");
             }
+        }
+        if let Some(red) = &self.red {
+            out.push_str(&red.render());
         }
         if !self.traces.is_empty() {
             let _ = writeln!(out, "\ntraces sent (open them to look):");

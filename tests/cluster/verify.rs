@@ -173,6 +173,45 @@ pub async fn passes_on_the_healthy_demo_and_agrees_with_the_cluster(cluster: &Lo
     // 2 requests x (4 + 4 + at least 3 spans).
     assert!(accepted >= 22.0, "{:#}", json["collector"]);
     assert!(accepted_total >= accepted, "{accepted_total} < {accepted}");
+
+    // RED per endpoint from the collector's span metrics: every request
+    // verify sent counted, each /errorwork one as an error, with a rate and
+    // a p99; and the RED port, read by this test, has the error series.
+    let red = json["red"]["endpoints"]
+        .as_array()
+        .expect("RED per endpoint");
+    assert_eq!(red.len(), 3, "{red:#?}");
+    for endpoint in red {
+        let path = endpoint["endpoint"].as_str().expect("endpoint");
+        let sent = traces.iter().filter(|t| t["request"] == path).count() as f64;
+        let calls = endpoint["calls"].as_f64().expect("calls");
+        let errors = endpoint["errors"].as_f64().expect("errors");
+        assert!(sent > 0.0 && calls >= sent, "{endpoint:#}");
+        if path == "/errorwork" {
+            assert!(
+                errors >= sent,
+                "/errorwork requests are errors: {endpoint:#}"
+            );
+        } else {
+            assert_eq!(errors, 0.0, "{endpoint:#}");
+        }
+        assert_eq!(endpoint["service"], "somework-frontend", "{endpoint:#}");
+        assert!(endpoint["rate_per_s"].as_f64() > Some(0.0), "{endpoint:#}");
+        assert!(endpoint["p99_ms"].as_f64() > Some(0.0), "{endpoint:#}");
+        let route = endpoint["route"].as_str().expect("route");
+        let check = format!("RED {route} (somework-frontend)");
+        assert!(names.contains(&check.as_str()), "no check {check:?}");
+    }
+    let red_page = proxy_get(cluster, OBS_NS, "otel-collector:8889", "/metrics");
+    assert!(
+        red_page.lines().any(|line| {
+            line.starts_with("traces_span_metrics_calls_total{")
+                && line.contains(r#"http_route="/errorwork""#)
+                && line.contains(r#"service_name="somework-frontend""#)
+                && line.contains(r#"status_code="STATUS_CODE_ERROR""#)
+        }),
+        "no /errorwork error series on :8889:\n{red_page}"
+    );
 }
 
 pub async fn names_each_broken_state(cluster: &LocalCluster) {
@@ -279,6 +318,13 @@ async fn exporter_pointed_at_a_closed_port(cluster: &LocalCluster) {
         !failures.iter().any(|line| line.contains("Bugsink")),
         "{failures:#?}"
     );
+    // RED comes from the spans inside the collector, whatever the exporter
+    // does: every endpoint still counted, /errorwork as errors.
+    assert!(
+        !failures.iter().any(|line| line.contains("FAIL RED ")),
+        "{failures:#?}"
+    );
+    assert!(stdout.contains("RED per endpoint"), "{stdout}");
     report("verify names an exporter pointed at a closed port, with its counts");
 }
 

@@ -1,13 +1,14 @@
 //! `somework verify` without a cluster: every way of not reaching one ends
 //! in one clear line and a non-zero exit within `--timeout`, and the
-//! collector's metrics page (captured from the real `otelcol-somework`) is
-//! read into the counters the report uses.
+//! collector's metrics pages (captured from the real `otelcol-somework`) are
+//! read into the counters and the RED figures the report uses.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use somework::verify::metrics::CollectorMetrics;
+use somework::verify::red::{EndpointRed, RedReport, RouteCounts, SpanMetrics};
 use somework::verify::report::Outcome;
 use somework_testkit::net::{Blackhole, closed_port};
 use tokio::io::AsyncWriteExt as _;
@@ -331,4 +332,166 @@ fn a_page_without_collector_metrics_is_refused() {
         error.to_string(),
         "the page has no otelcol_ metrics: is this the collector's metrics port?"
     );
+}
+
+/// A span-metrics page of the real collector (collector-config/local.yaml)
+/// with a frontend and a backend service, read before and after the traffic
+/// `verify` sends: 3 x /somework, 3 x /errorwork, 3 x /chain?hops=2.
+fn span_metrics(name: &str) -> SpanMetrics {
+    SpanMetrics::parse(&fixture(&format!("span-metrics/{name}.prom")))
+        .unwrap_or_else(|error| panic!("{name}: {error}"))
+}
+
+fn assert_close(seen: Option<f64>, expected: f64, what: &str) {
+    let seen = seen.unwrap_or_else(|| panic!("{what}: no value"));
+    assert!(
+        (seen - expected).abs() < 1e-9,
+        "{what}: {seen}, expected {expected}"
+    );
+}
+
+#[test]
+fn the_span_metrics_give_calls_errors_and_p99_per_route_from_bucket_deltas() {
+    let delta = span_metrics("after").since(&span_metrics("before"));
+    let route = |service: &str, route: &str| -> &RouteCounts {
+        delta
+            .route(service, route)
+            .unwrap_or_else(|| panic!("no {service} {route} in {delta:#?}"))
+    };
+    let somework = route("somework-frontend", "/somework");
+    assert_eq!((somework.calls, somework.errors), (3.0, 0.0));
+    // Bucket deltas: 1 in (10, 25], 2 in (50, 75]. The 0.99 rank, 2.97, lies
+    // in (50, 75] at (2.97 - 1) / 2 of its width.
+    assert_close(somework.quantile_ms(0.99), 74.625, "p99 of /somework");
+    assert_close(somework.quantile_ms(0.5), 50.0 + 25.0 * 0.5 / 2.0, "p50");
+    let errorwork = route("somework-frontend", "/errorwork");
+    assert_eq!((errorwork.calls, errorwork.errors), (3.0, 3.0));
+    assert_close(
+        errorwork.quantile_ms(0.99),
+        75.0 + 25.0 * 0.97,
+        "p99 of /errorwork",
+    );
+    assert_eq!(errorwork.error_ratio(), Some(1.0));
+    // /chain?hops=2: one SERVER span at the frontend, two at the backend.
+    assert_eq!(route("somework-frontend", "/chain").calls, 3.0);
+    assert_eq!(route("somework-backend", "/chain").calls, 6.0);
+    // Only routes: the unrouted and non-SERVER spans are not rows.
+    assert_eq!(delta.routes.len(), 4, "{delta:#?}");
+    // The whole history, without the before page.
+    let all = span_metrics("after");
+    assert_eq!(
+        all.route("somework-frontend", "/somework").map(|r| r.calls),
+        Some(5.0)
+    );
+}
+
+#[test]
+fn endpoint_red_passes_only_when_every_request_and_failure_is_counted() {
+    let delta = span_metrics("after").since(&span_metrics("before"));
+    let window = Duration::from_secs(12);
+    let red =
+        |endpoint: &str| EndpointRed::from_delta(&delta, "somework-frontend", endpoint, window);
+
+    let errorwork = red("/errorwork");
+    assert_eq!((errorwork.calls, errorwork.errors), (3.0, 3.0));
+    assert!((errorwork.rate_per_s - 0.25).abs() < 1e-9);
+    assert_eq!(errorwork.error_rate, Some(1.0));
+    let check = errorwork.check(3, 3);
+    assert_eq!(check.outcome, Outcome::Pass, "{check:#?}");
+    assert_eq!(check.name, "RED /errorwork (somework-frontend)");
+    assert_eq!(check.seen, "3 calls (0.25/s), 3 errors (100%), p99 99 ms");
+    // One request more than counted, or a failure the metrics missed: FAIL.
+    assert_eq!(errorwork.check(4, 3).outcome, Outcome::Fail);
+    assert_eq!(red("/somework").check(3, 1).outcome, Outcome::Fail);
+
+    let chain = red("/chain?hops=2");
+    assert_eq!(
+        (chain.route.as_str(), chain.calls, chain.errors),
+        ("/chain", 3.0, 0.0)
+    );
+    assert_eq!(chain.error_rate, Some(0.0));
+    assert_eq!(chain.check(3, 0).outcome, Outcome::Pass);
+
+    // A route the metrics never saw: zero calls, no rates, and a failure.
+    let missing = red("/nosuch");
+    assert_eq!(
+        (missing.calls, missing.error_rate, missing.p99_ms),
+        (0.0, None, None)
+    );
+    assert_eq!(missing.check(1, 0).outcome, Outcome::Fail);
+
+    let report = RedReport {
+        window_ms: 12_000,
+        endpoints: vec![red("/somework"), errorwork, chain],
+    };
+    let table = report.render();
+    assert!(table.contains("over 12.0s"), "{table}");
+    let errorwork_row = table
+        .lines()
+        .find(|line| line.trim_start().starts_with("/errorwork"))
+        .unwrap_or_else(|| panic!("no /errorwork row:\n{table}"));
+    let cells: Vec<&str> = errorwork_row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "/errorwork",
+            "somework-frontend",
+            "3",
+            "0.25",
+            "3",
+            "100.0%",
+            "99.2",
+            "ms"
+        ],
+        "{table}"
+    );
+    let json = serde_json::to_value(&report).expect("RED as JSON");
+    assert_eq!(json["endpoints"][1]["errors"], 3.0);
+    assert_eq!(json["endpoints"][1]["p99_ms"], 99.25);
+    assert_eq!(json["endpoints"][2]["route"], "/chain");
+}
+
+#[test]
+fn restarted_span_metrics_count_from_zero() {
+    // The after page read first: every count went down, as after a restart.
+    let delta = span_metrics("before").since(&span_metrics("after"));
+    let errorwork = delta
+        .route("somework-frontend", "/errorwork")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!((errorwork.calls, errorwork.errors), (2.0, 2.0));
+    assert_eq!(errorwork.buckets.last().map(|b| b.1), Some(2.0));
+}
+
+#[test]
+fn quantiles_follow_histogram_quantile_at_the_edges() {
+    let counts = |buckets: &[(f64, f64)]| RouteCounts {
+        calls: buckets.last().map_or(0.0, |b| b.1),
+        errors: 0.0,
+        buckets: buckets.to_vec(),
+    };
+    // No observations: no quantile.
+    assert_eq!(
+        counts(&[(10.0, 0.0), (f64::INFINITY, 0.0)]).quantile_ms(0.99),
+        None
+    );
+    assert_eq!(counts(&[]).quantile_ms(0.99), None);
+    // In the first bucket, from 0.
+    assert_close(
+        counts(&[(10.0, 4.0), (f64::INFINITY, 4.0)]).quantile_ms(0.5),
+        5.0,
+        "p50",
+    );
+    // In +Inf: the highest finite bound.
+    assert_close(
+        counts(&[(10.0, 1.0), (100.0, 1.0), (f64::INFINITY, 10.0)]).quantile_ms(0.99),
+        100.0,
+        "p99 in +Inf",
+    );
+}
+
+#[test]
+fn an_empty_span_metrics_page_has_no_routes() {
+    // A collector that has seen no span yet serves an empty page.
+    assert_eq!(SpanMetrics::parse("").map(|m| m.routes.len()).ok(), Some(0));
 }

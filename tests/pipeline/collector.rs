@@ -19,8 +19,8 @@ use somework_testkit::service::ServiceBuilder;
 use somework_testkit::tools;
 
 use crate::helpers::{
-    PROJECT, STRAY, WAIT, assert_delivered, by_trace, complete, metric, metric_sum, names, request,
-    sentry_env, service, span_names, spawn_collector_app,
+    PROJECT, RED_FLUSH, STRAY, WAIT, assert_delivered, by_trace, complete, metric, metric_sum,
+    names, request, route_red, sentry_env, service, span_names, spawn_collector_app, wait_for_red,
 };
 
 #[test]
@@ -436,6 +436,7 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_and_its_percentage_of_th
     let mut builder = CollectorBuilder::new(&binary, "tail-sampling.yaml")
         .set("exporters.sentry.http.proxy_url", &double.url())
         .set("processors.tail_sampling.decision_wait", "2s")
+        .set("connectors.span_metrics.metrics_flush_interval", RED_FLUSH)
         .env("TAIL_SAMPLING_PERCENT", TAIL_PERCENT.to_string())
         .env("TAIL_SAMPLING_LATENCY_MS", TAIL_LATENCY_MS.to_string());
     for (key, value) in sentry_env(&double) {
@@ -598,6 +599,29 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_and_its_percentage_of_th
             "errors_kept": errors.len(),
             "slow_kept": slow.len(),
         }),
+    );
+
+    // RED metrics come from every span, before the sampler: they count every
+    // request, the dropped traces as well as the kept ones.
+    let somework_calls = (plain.len() + slow_replies.len()) as f64;
+    let (red, text) = wait_for_red(&collector, |scrape| {
+        route_red(scrape, "somework", "/somework").calls >= somework_calls
+            && route_red(scrape, "somework", "/errorwork").calls >= errors.len() as f64
+    })
+    .await;
+    let somework = route_red(&red, "somework", "/somework");
+    assert_eq!(
+        (somework.calls, somework.errors, somework.duration_count),
+        (somework_calls, 0.0, somework_calls),
+        "RED of /somework, {} of whose traces were kept:\n{text}",
+        kept.len() + slow.len()
+    );
+    let errorwork = route_red(&red, "somework", "/errorwork");
+    let failures = errors.len() as f64;
+    assert_eq!(
+        (errorwork.calls, errorwork.errors, errorwork.duration_count),
+        (failures, failures, failures),
+        "RED of /errorwork:\n{text}"
     );
 
     let sent_ids: BTreeSet<&String> = errors

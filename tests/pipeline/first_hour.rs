@@ -21,13 +21,14 @@ const SPANS_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_LINE: &str = "Ctrl-C stops everything.";
 
 /// The port variables of run-local.sh, each given a free port.
-const PORT_VARIABLES: [&str; 6] = [
+const PORT_VARIABLES: [&str; 7] = [
     "SERVICE_PORT",
     "BUGSINK_PORT",
     "OTLP_GRPC_PORT",
     "OTLP_HTTP_PORT",
     "COLLECTOR_HEALTH_PORT",
     "COLLECTOR_METRICS_PORT",
+    "COLLECTOR_RED_PORT",
 ];
 
 /// The calls the script makes, with the spans each trace has: the three-span

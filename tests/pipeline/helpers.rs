@@ -54,13 +54,24 @@ pub fn sentry_env(double: &SentryDouble) -> Vec<(&'static str, String)> {
 /// proxy (`http.proxy_url`, a standard confighttp setting), which delivers every
 /// request to the double with the exact URL the exporter computed.
 pub async fn sentry_collector(binary: &Path, config: &str, double: &SentryDouble) -> Collector {
+    sentry_collector_builder(binary, config, double)
+        .start()
+        .await
+}
+
+/// The builder of [`sentry_collector`], for a test that changes more.
+pub fn sentry_collector_builder(
+    binary: &Path,
+    config: &str,
+    double: &SentryDouble,
+) -> CollectorBuilder {
     let mut builder = CollectorBuilder::new(binary, config)
         .set("exporters.sentry.http.proxy_url", &double.url())
         .set("processors.batch.timeout", "200ms");
     for (key, value) in sentry_env(double) {
         builder = builder.env(key, value);
     }
-    builder.start().await
+    builder
 }
 
 /// The service exporting its spans to `collector` as `service_name`.
@@ -174,6 +185,82 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
             value.trim().parse::<f64>().ok()
         })
         .sum()
+}
+
+/// The RED metric names that Jaeger's Monitor tab queries (its Prometheus
+/// reader with `normalize_calls` and `normalize_duration`).
+pub const RED_CALLS: &str = "traces_span_metrics_calls_total";
+pub const RED_DURATION: &str = "traces_span_metrics_duration_milliseconds";
+/// How often the tests let the `span_metrics` connector flush (5 s in the configs).
+pub const RED_FLUSH: &str = "1s";
+
+/// What the RED metrics say about the SERVER spans of one service and route,
+/// summed over the other labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RouteRed {
+    pub calls: f64,
+    /// Calls with `status_code="STATUS_CODE_ERROR"`.
+    pub errors: f64,
+    /// The duration histogram's `+Inf` bucket.
+    pub durations: f64,
+    /// The duration histogram's `_count`.
+    pub duration_count: f64,
+}
+
+/// Parses a RED metrics page with a Prometheus text parser.
+pub fn parse_red(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .unwrap_or_else(|error| panic!("not Prometheus text: {error}\n{text}"))
+}
+
+/// The RED numbers of the SERVER spans of `service` on `route`.
+pub fn route_red(scrape: &prometheus_parse::Scrape, service: &str, route: &str) -> RouteRed {
+    use prometheus_parse::Value;
+    let mut red = RouteRed::default();
+    let ours = scrape.samples.iter().filter(|sample| {
+        sample.labels.get("service_name") == Some(service)
+            && sample.labels.get("span_kind") == Some("SPAN_KIND_SERVER")
+            && sample.labels.get("http_route") == Some(route)
+    });
+    for sample in ours {
+        let error = sample.labels.get("status_code") == Some("STATUS_CODE_ERROR");
+        match (&sample.value, sample.metric.as_str()) {
+            (Value::Counter(calls), RED_CALLS) => {
+                red.calls += calls;
+                if error {
+                    red.errors += calls;
+                }
+            }
+            (Value::Histogram(buckets), RED_DURATION) => {
+                red.durations += buckets
+                    .iter()
+                    .find(|bucket| bucket.less_than == f64::INFINITY)
+                    .map_or(0.0, |bucket| bucket.count);
+            }
+            (Value::Untyped(count), name) if name == format!("{RED_DURATION}_count") => {
+                red.duration_count += count;
+            }
+            _ => {}
+        }
+    }
+    red
+}
+
+/// Reads the collector's RED metrics until `done` holds for them or `WAIT`
+/// passes; returns the last page, parsed, and its text.
+pub async fn wait_for_red(
+    collector: &Collector,
+    done: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> (prometheus_parse::Scrape, String) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = collector.red_metrics().await;
+        let scrape = parse_red(&text);
+        if done(&scrape) || std::time::Instant::now() >= deadline {
+            return (scrape, text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `spawn_app` for the trace side: the service exporting to the real

@@ -8,6 +8,7 @@ mod collector;
 mod first_hour;
 mod helpers;
 mod otlp_protocols;
+mod red_metrics;
 mod sentry_bugsink;
 mod sentry_errors;
 mod sentry_logs;

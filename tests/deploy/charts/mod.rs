@@ -10,5 +10,6 @@ mod collector;
 mod credentials;
 mod demo_backends;
 mod hardening;
+mod red_metrics;
 mod somework;
 mod validity;

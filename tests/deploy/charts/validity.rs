@@ -36,7 +36,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (set.label(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 16);
+    assert_eq!(renders.len(), 17);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -90,6 +90,14 @@ fn schema_rejects_bad_values() {
         (
             Release::new("otel-collector").set("resources.limits.memory=1G"),
             "/resources/limits/memory",
+        ),
+        (
+            Release::new("otel-collector").set("redMetrics.serviceMonitor.interval=soon"),
+            "/redMetrics/serviceMonitor/interval",
+        ),
+        (
+            Release::new("otel-collector").set("redMetrics.scrapeAnnotations=yes"),
+            "/redMetrics/scrapeAnnotations",
         ),
         (
             Release::new("demo-backends").set("bugsink.project.key=not-hex"),

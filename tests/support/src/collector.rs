@@ -1,7 +1,7 @@
 //! Runs the real OpenTelemetry Collector that `scripts/build-collector.sh` builds
 //! with ocb (`.tools/bin/otelcol-somework`), with the configs in `collector-config/`.
 //!
-//! The configs bind fixed ports (4317, 4318, 13133, 8888, 55679), as a deployment
+//! The configs bind fixed ports (4317, 4318, 13133, 8888, 8889, 55679), as a deployment
 //! should. Tests override every one of them with the collector's own `--set` flag
 //! to free loopback ports, so any number of collectors can run at once: in one test
 //! binary, in several, or beside a collector a developer left running. (Serialising
@@ -62,14 +62,15 @@ struct Ports {
     otlp_http: u16,
     health: u16,
     metrics: u16,
+    red_metrics: u16,
     zpages: u16,
 }
 
 impl Ports {
-    /// Five distinct ports that are free right now.
+    /// Six distinct ports that are free right now.
     fn free() -> Self {
-        // Hold all five listeners at once so the kernel hands out distinct ports.
-        let listeners: Vec<_> = (0..5)
+        // Hold all six listeners at once so the kernel hands out distinct ports.
+        let listeners: Vec<_> = (0..6)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind port 0"))
             .collect();
         let port = |i: usize| listeners[i].local_addr().expect("bound address").port();
@@ -78,7 +79,8 @@ impl Ports {
             otlp_http: port(1),
             health: port(2),
             metrics: port(3),
-            zpages: port(4),
+            red_metrics: port(4),
+            zpages: port(5),
         }
     }
 
@@ -98,6 +100,10 @@ impl Ports {
                 self.health
             ),
             format!("--set=extensions.zpages.endpoint=127.0.0.1:{}", self.zpages),
+            format!(
+                "--set=exporters.prometheus.endpoint=127.0.0.1:{}",
+                self.red_metrics
+            ),
             // The value of --set is YAML, so the list of metric readers is replaced whole.
             format!(
                 "--set=service.telemetry.metrics.readers=[{{pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {}}}}}}}}}]",
@@ -276,6 +282,20 @@ impl Collector {
             .text()
             .await
             .expect("metrics body")
+    }
+
+    /// The RED metrics that the `span_metrics` connector derives from the
+    /// spans, as the `prometheus` exporter serves them (Prometheus text format).
+    pub async fn red_metrics(&self) -> String {
+        reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            self.ports.red_metrics
+        ))
+        .await
+        .expect("cannot reach the collector's RED metrics")
+        .text()
+        .await
+        .expect("RED metrics body")
     }
 
     /// Sends SIGTERM, as Kubernetes does on a rollout, and waits for the exit.
