@@ -206,8 +206,9 @@ for path in "${paths[@]}"; do
 done
 error_trace="${traces[1]}"
 
-# The collector prints each span with a line "Trace ID : <id>".
-collector_line() { grep -n -m1 "Trace ID *: $1" "$COLLECTOR_LOG" | cut -d: -f1; }
+# The collector prints each span with a line "Trace ID       : <id>" (the name padded
+# before the colon); a log record's "Trace ID: <id>" has no padding.
+collector_line() { grep -n -m1 "Trace ID  *: $1" "$COLLECTOR_LOG" | cut -d: -f1; }
 
 # The Bugsink event whose contexts.trace.trace_id is $1, as "issue-id event-id".
 bugsink_event() {

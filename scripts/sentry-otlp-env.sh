@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Turn a Sentry DSN into the two settings that collector-config/sentry-otlp.yaml reads,
+# Turn a Sentry DSN into the three settings that collector-config/sentry-otlp.yaml reads,
 # printed as shell `export` lines:
 #
 #   eval "$(scripts/sentry-otlp-env.sh "$SENTRY_DSN")"
 #
 # A DSN is {scheme}://{public_key}@{host}[:{port}][/{path}]/{project_id}. The project's
-# OTLP traces endpoint is {scheme}://{host}[:{port}][/{path}]/api/{project_id}/integration/otlp/v1/traces/
-# and it authenticates with the header `x-sentry-auth: sentry sentry_key={public_key}`.
+# OTLP traces endpoint is {scheme}://{host}[:{port}][/{path}]/api/{project_id}/integration/otlp/v1/traces/,
+# its logs endpoint the same with v1/logs/, and both authenticate with the header
+# `x-sentry-auth: sentry sentry_key={public_key}`.
 # The port and path are kept, so a self-hosted Sentry on another port works too.
 #
 # Exits 2 with a message when the argument is not a DSN. Self-contained (no lib.sh), so
@@ -35,6 +36,7 @@ path="${BASH_REMATCH[6]}"
 project_id="${BASH_REMATCH[8]}"
 
 # The regular expression admits no quote characters, so single quotes are safe here.
-printf "export SENTRY_OTLP_TRACES_URL='%s://%s%s%s/api/%s/integration/otlp/v1/traces/'\n" \
-  "$scheme" "$host" "$port" "$path" "$project_id"
+otlp="$scheme://$host$port$path/api/$project_id/integration/otlp"
+printf "export SENTRY_OTLP_TRACES_URL='%s/v1/traces/'\n" "$otlp"
+printf "export SENTRY_OTLP_LOGS_URL='%s/v1/logs/'\n" "$otlp"
 printf "export SENTRY_PUBLIC_KEY='%s'\n" "$public_key"

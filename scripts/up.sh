@@ -170,7 +170,8 @@ case "$mode" in
     otlp_env="$(scripts/sentry-otlp-env.sh "$SENTRY_DSN")" || die "SENTRY_DSN is not a valid DSN"
     eval "$otlp_env"
     apply_secret "$OBS_NS" otel-collector-sentry \
-      "SENTRY_OTLP_TRACES_URL=$SENTRY_OTLP_TRACES_URL" "SENTRY_PUBLIC_KEY=$SENTRY_PUBLIC_KEY"
+      "SENTRY_OTLP_TRACES_URL=$SENTRY_OTLP_TRACES_URL" "SENTRY_OTLP_LOGS_URL=$SENTRY_OTLP_LOGS_URL" \
+      "SENTRY_PUBLIC_KEY=$SENTRY_PUBLIC_KEY"
     collector_args+=(--set pipeline=sentry-otlp --set sentry.existingSecret=otel-collector-sentry)
     ;;
 esac

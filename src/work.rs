@@ -102,11 +102,6 @@ impl Work {
                     error_work: ErrorWorkOutcome::Succeeded,
                 }),
                 (Err(error), Failure::Handled { .. }) => {
-                    tracing::warn!(
-                        trace_id = %error.origin().span_context().trace_id(),
-                        %error,
-                        "ErrorWork failed; MiddleWork recovered"
-                    );
                     capture_error(&error, error.origin(), Handled::Yes);
                     Ok(WorkReport {
                         slept_ms,

@@ -20,8 +20,8 @@ pub use self::env::ConfigError;
 use self::env::{Env, parse_http_url, parse_millis, parse_probability};
 pub use self::otel::{
     BatchConfig, DEFAULT_OTLP_GRPC_ENDPOINT, DEFAULT_OTLP_HTTP_ENDPOINT, ExporterConfig,
-    OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, PropagatorConfig, ResourceConfig,
-    SamplerConfig, TracesConfig,
+    LogsConfig, OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, PropagatorConfig,
+    ResourceConfig, SamplerConfig, TracesConfig,
 };
 pub use self::sentry::SentryConfig;
 
@@ -55,6 +55,9 @@ pub struct TelemetryConfig {
     pub resource: ResourceConfig,
     /// `None` when `OTEL_SDK_DISABLED=true`: no spans are created or exported.
     pub traces: Option<TracesConfig>,
+    /// The log lines as OpenTelemetry log records; `None` when
+    /// `OTEL_SDK_DISABLED=true`: they are printed but not exported.
+    pub otel_logs: Option<LogsConfig>,
     /// `None` when `SENTRY_DSN` is unset: errors are only logged and traced.
     pub sentry: Option<SentryConfig>,
 }
@@ -92,10 +95,13 @@ impl Config {
         )?;
         let logs = LogConfig::from_env(&env)?;
         otel::refuse_unsupported(&env)?;
-        let traces = if otel::sdk_disabled(&env)? {
-            None
+        let (traces, otel_logs) = if otel::sdk_disabled(&env)? {
+            (None, None)
         } else {
-            Some(TracesConfig::from_env(&env)?)
+            (
+                Some(TracesConfig::from_env(&env)?),
+                Some(LogsConfig::from_env(&env)?),
+            )
         };
         let work = WorkConfig {
             max_sleep: env.parse_or(
@@ -120,6 +126,7 @@ impl Config {
             logs,
             resource: ResourceConfig::from_env(&env)?,
             traces,
+            otel_logs,
             sentry: SentryConfig::from_env(&env)?,
         };
 
@@ -194,6 +201,7 @@ mod tests {
         );
         assert_eq!(telemetry.resource.service_name, "somework");
         assert!(telemetry.traces.is_some(), "tracing is on by default");
+        assert!(telemetry.otel_logs.is_some(), "log export is on by default");
         assert!(telemetry.sentry.is_none());
     }
 
@@ -232,6 +240,10 @@ mod tests {
             "OTEL_BSP_SCHEDULE_DELAY",
             "OTEL_BSP_MAX_QUEUE_SIZE",
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "OTEL_LOGS_EXPORTER",
+            "OTEL_BLRP_SCHEDULE_DELAY",
+            "OTEL_BLRP_MAX_QUEUE_SIZE",
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
             "WORK_SLEEP_MS",
             "ERROR_RATE",
             "LOG_FORMAT",
@@ -264,13 +276,14 @@ mod tests {
     }
 
     #[test]
-    fn sdk_disabled_turns_traces_off_but_keeps_the_service_name() {
+    fn sdk_disabled_turns_traces_and_log_export_off_but_keeps_the_service_name() {
         let config = parse(&[
             ("OTEL_SDK_DISABLED", "TRUE"),
             ("OTEL_SERVICE_NAME", "frontend"),
         ])
         .expect("valid");
         assert!(config.telemetry.traces.is_none());
+        assert!(config.telemetry.otel_logs.is_none());
         assert_eq!(config.telemetry.resource.service_name, "frontend");
     }
 

@@ -1,7 +1,7 @@
 //! The OpenTelemetry SDK environment variables this service reads: the
-//! resource, the OTLP exporter, the sampler and the batch span processor,
-//! with the names, forms and defaults of the SDK environment variable
-//! specification.
+//! resource, the OTLP exporters of traces and logs, the sampler and the batch
+//! span and log record processors, with the names, forms and defaults of the
+//! SDK environment variable specification.
 
 use std::fmt;
 use std::time::Duration;
@@ -24,7 +24,8 @@ const DEFAULT_SERVICE_NAME: &str = "somework";
 const DEFAULT_SAMPLING_RATIO: f64 = 0.2;
 const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `OTEL_SDK_DISABLED`: when true, no spans are created or exported.
+/// `OTEL_SDK_DISABLED`: when true, no spans are created and no spans or
+/// log records are exported.
 pub(super) fn sdk_disabled(env: &Env<'_>) -> Result<bool, ConfigError> {
     env.parse_or("OTEL_SDK_DISABLED", "true or false", false, parse_bool)
 }
@@ -84,6 +85,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "OTEL_BSP_EXPORT_TIMEOUT",
         "leave it unset and use OTEL_EXPORTER_OTLP_TIMEOUT: the exporter's timeout bounds each export",
+    ),
+    // The SDK's thread-based batch log processor ignores it (its docs say
+    // so); only the experimental async-runtime one reads it.
+    (
+        "OTEL_BLRP_EXPORT_TIMEOUT",
+        "leave it unset and use OTEL_EXPORTER_OTLP_LOGS_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT: the exporter's timeout bounds each export",
     ),
 ];
 
@@ -160,8 +167,26 @@ impl TracesConfig {
         Ok(Self {
             exporter: ExporterConfig::from_env(env, &TRACES)?,
             sampler: SamplerConfig::from_env(env)?,
-            batch: BatchConfig::from_env(env)?,
+            batch: BatchConfig::from_env(env, &BSP)?,
             propagators: PropagatorConfig::from_env(env)?,
+        })
+    }
+}
+
+/// How log records are batched and exported: the service's `tracing` events,
+/// bridged into OpenTelemetry logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsConfig {
+    /// `OTEL_LOGS_EXPORTER`, with the OTLP settings when it is `otlp`.
+    pub exporter: ExporterConfig,
+    pub batch: BatchConfig,
+}
+
+impl LogsConfig {
+    pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            exporter: ExporterConfig::from_env(env, &LOGS)?,
+            batch: BatchConfig::from_env(env, &BLRP)?,
         })
     }
 }
@@ -186,6 +211,16 @@ pub(super) const TRACES: SignalVars = SignalVars {
     headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     http_path: "/v1/traces",
+};
+
+pub(super) const LOGS: SignalVars = SignalVars {
+    exporter: "OTEL_LOGS_EXPORTER",
+    endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    http_path: "/v1/logs",
 };
 
 /// Where a signal goes: `OTEL_TRACES_EXPORTER` or `OTEL_LOGS_EXPORTER`.
@@ -237,8 +272,8 @@ pub enum OtlpCompression {
 pub struct OtlpConfig {
     pub protocol: OtlpProtocol,
     /// The URL the exporter sends to, as written for gRPC; with the signal's
-    /// path for HTTP (`/v1/traces` appended to a generic endpoint, a
-    /// signal-specific one used as is).
+    /// path for HTTP (`/v1/traces` or `/v1/logs` appended to a generic
+    /// endpoint, a signal-specific one used as is).
     pub endpoint: String,
     pub timeout: Duration,
     pub headers: OtlpHeaders,
@@ -487,8 +522,8 @@ impl SamplerConfig {
     }
 }
 
-/// The batch span processor settings (`OTEL_BSP_*`), defaulting to the
-/// SDK's own defaults.
+/// The settings of a batch processor: `OTEL_BSP_*` for spans, `OTEL_BLRP_*`
+/// for log records, defaulting to the specification's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
     pub scheduled_delay: Duration,
@@ -496,36 +531,58 @@ pub struct BatchConfig {
     pub max_export_batch_size: usize,
 }
 
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            scheduled_delay: Duration::from_millis(5000),
-            max_queue_size: 2048,
-            max_export_batch_size: 512,
-        }
-    }
+/// The names of one batch processor's variables, and its defaults.
+pub(super) struct BatchVars {
+    schedule_delay: &'static str,
+    max_queue_size: &'static str,
+    max_export_batch_size: &'static str,
+    defaults: BatchConfig,
 }
 
+/// The batch span processor.
+pub(super) const BSP: BatchVars = BatchVars {
+    schedule_delay: "OTEL_BSP_SCHEDULE_DELAY",
+    max_queue_size: "OTEL_BSP_MAX_QUEUE_SIZE",
+    max_export_batch_size: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    defaults: BatchConfig {
+        scheduled_delay: Duration::from_millis(5000),
+        max_queue_size: 2048,
+        max_export_batch_size: 512,
+    },
+};
+
+/// The batch log record processor: the same defaults but a 1 s delay.
+pub(super) const BLRP: BatchVars = BatchVars {
+    schedule_delay: "OTEL_BLRP_SCHEDULE_DELAY",
+    max_queue_size: "OTEL_BLRP_MAX_QUEUE_SIZE",
+    max_export_batch_size: "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    defaults: BatchConfig {
+        scheduled_delay: Duration::from_millis(1000),
+        max_queue_size: 2048,
+        max_export_batch_size: 512,
+    },
+};
+
 impl BatchConfig {
-    fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let defaults = BatchConfig::default();
+    fn from_env(env: &Env<'_>, vars: &BatchVars) -> Result<Self, ConfigError> {
+        let defaults = vars.defaults;
         let max_queue_size = env.parse_or(
-            "OTEL_BSP_MAX_QUEUE_SIZE",
+            vars.max_queue_size,
             "a positive whole number",
             defaults.max_queue_size,
             parse_positive,
         )?;
         let max_export_batch_size = match env.parse_opt(
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            vars.max_export_batch_size,
             "a positive whole number",
             parse_positive,
         )? {
             // The SDK would silently shrink an explicit batch; say so instead.
             Some(batch) if batch > max_queue_size => {
                 return Err(ConfigError::Inconsistent {
-                    var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                    var: vars.max_export_batch_size,
                     value: batch.to_string(),
-                    reason: format!("must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({max_queue_size})"),
+                    reason: format!("must not exceed {} ({max_queue_size})", vars.max_queue_size),
                 });
             }
             Some(batch) => batch,
@@ -534,7 +591,7 @@ impl BatchConfig {
         };
         Ok(BatchConfig {
             scheduled_delay: env.parse_or(
-                "OTEL_BSP_SCHEDULE_DELAY",
+                vars.schedule_delay,
                 "a whole number of milliseconds",
                 defaults.scheduled_delay,
                 parse_millis,
@@ -570,6 +627,17 @@ mod tests {
         }
     }
 
+    fn logs(pairs: &[(&str, &str)]) -> Result<LogsConfig, ConfigError> {
+        LogsConfig::from_env(&env(pairs))
+    }
+
+    fn logs_otlp(pairs: &[(&str, &str)]) -> OtlpConfig {
+        match logs(pairs).expect("valid").exporter {
+            ExporterConfig::Otlp(otlp) => otlp,
+            other => panic!("not OTLP: {other:?}"),
+        }
+    }
+
     fn resource(pairs: &[(&str, &str)]) -> Result<ResourceConfig, ConfigError> {
         ResourceConfig::from_env(&env(pairs))
     }
@@ -598,6 +666,16 @@ mod tests {
             traces.batch,
             BatchConfig {
                 scheduled_delay: Duration::from_millis(5000),
+                max_queue_size: 2048,
+                max_export_batch_size: 512,
+            }
+        );
+        let logs = logs(&[]).expect("defaults are valid");
+        assert_eq!(logs.exporter, traces.exporter, "the same collector");
+        assert_eq!(
+            logs.batch,
+            BatchConfig {
+                scheduled_delay: Duration::from_millis(1000),
                 max_queue_size: 2048,
                 max_export_batch_size: 512,
             }
@@ -660,6 +738,145 @@ mod tests {
         assert_eq!(
             (grpc.protocol, grpc.endpoint.as_str()),
             (OtlpProtocol::Grpc, "http://c:4317")
+        );
+    }
+
+    #[test]
+    fn logs_follow_the_same_rules_with_their_own_variables_and_path() {
+        let http = ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        assert_eq!(
+            logs_otlp(&[http, ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]).endpoint,
+            "http://c:4318/v1/logs"
+        );
+        let pairs = [
+            http,
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://logs:4318/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "b=3"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "gzip"),
+        ];
+        let logs = logs_otlp(&pairs);
+        assert_eq!(logs.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(logs.endpoint, "http://logs:4318/custom");
+        assert_eq!(logs.timeout, Duration::from_millis(2500));
+        assert_eq!(
+            logs.headers.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "3")]
+        );
+        assert_eq!(logs.compression, OtlpCompression::Gzip);
+        // The logs' variables leave the traces alone.
+        let traces = otlp(&pairs);
+        assert_eq!(traces.endpoint, "http://generic:4318/v1/traces");
+        assert_eq!(traces.timeout, Duration::from_millis(1000));
+        assert_eq!(traces.compression, OtlpCompression::None);
+        let grpc = logs_otlp(&[("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"), http]);
+        assert_eq!(
+            grpc.endpoint,
+            "http://otel-collector.observability.svc.cluster.local:4317"
+        );
+    }
+
+    #[test]
+    fn the_logs_exporter_is_otlp_console_or_none() {
+        for (value, expected) in [
+            ("console", ExporterConfig::Console),
+            ("NONE", ExporterConfig::None),
+        ] {
+            let exporter = logs(&[("OTEL_LOGS_EXPORTER", value)])
+                .expect("valid")
+                .exporter;
+            assert_eq!(exporter, expected, "{value}");
+        }
+        for bad in ["logging", "otlp,console"] {
+            let error = logs(&[("OTEL_LOGS_EXPORTER", bad)])
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                error,
+                format!("invalid OTEL_LOGS_EXPORTER={bad:?}: expected one of otlp, console, none")
+            );
+        }
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "2s"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "Bad Key=1"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "zstd"),
+        ] {
+            // Checked even with the logs exporter off.
+            let error = logs(&[("OTEL_LOGS_EXPORTER", "none"), (var, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with(&format!("invalid {var}=")), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_log_batch_variables_are_validated_like_the_span_ones() {
+        let batch = logs(&[
+            ("OTEL_BLRP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "100"),
+        ])
+        .expect("valid")
+        .batch;
+        assert_eq!(
+            batch,
+            BatchConfig {
+                scheduled_delay: Duration::from_millis(250),
+                max_queue_size: 100,
+                max_export_batch_size: 100,
+            }
+        );
+        assert_eq!(
+            logs(&[("OTEL_BLRP_MAX_QUEUE_SIZE", "10")])
+                .expect("valid")
+                .batch
+                .max_export_batch_size,
+            10,
+            "a small queue alone shrinks the default batch"
+        );
+        // The span processor's variables do not touch the log processor.
+        assert_eq!(
+            logs(&[("OTEL_BSP_MAX_QUEUE_SIZE", "10")])
+                .expect("valid")
+                .batch,
+            logs(&[]).expect("valid").batch
+        );
+        for (var, value, expected) in [
+            (
+                "OTEL_BLRP_SCHEDULE_DELAY",
+                "1s",
+                "invalid OTEL_BLRP_SCHEDULE_DELAY=\"1s\": expected a whole number of milliseconds",
+            ),
+            (
+                "OTEL_BLRP_MAX_QUEUE_SIZE",
+                "0",
+                "invalid OTEL_BLRP_MAX_QUEUE_SIZE=\"0\": expected a positive whole number",
+            ),
+            (
+                "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+                "-1",
+                "invalid OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=\"-1\": expected a positive whole number",
+            ),
+        ] {
+            let error = logs(&[(var, value)]).unwrap_err().to_string();
+            assert_eq!(error, expected);
+        }
+        let error = logs(&[
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "101"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=101: must not exceed OTEL_BLRP_MAX_QUEUE_SIZE (100)"
         );
     }
 
@@ -756,6 +973,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/key.pem"),
             ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
             ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "30000"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/ca.pem"),
             ("OTEL_METRICS_EXPORTER", "otlp"),
         ] {
             let error = refuse_unsupported(&env(&[(var, value)]))

@@ -1,12 +1,13 @@
 //! Errors to Sentry through the sentry crate, each linked to the OTel span it
-//! happened in.
+//! happened in, and to the logs: one line per error, written in that span.
 //!
 //! Sentry has no OpenTelemetry integration for Rust that works with this SDK
 //! version, and its OTLP ingestion drops span events, so an `exception` event
 //! on a span never becomes a Sentry issue. Errors therefore go to Sentry as
 //! ordinary error events, and each carries `contexts.trace` with the trace and
 //! span id of its OTel span: Sentry then shows the error inside the trace that
-//! reached it through the collector.
+//! reached it through the collector. The error's log line carries the same
+//! ids and the event's id, so in Sentry Logs it sits beside both.
 
 use std::error::Error;
 use std::pin::pin;
@@ -18,6 +19,7 @@ use backtrace::Backtrace;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use sentry::integrations::backtrace::backtrace_to_stacktrace;
 use sentry::protocol::{Context, Event, Mechanism, Stacktrace, TraceContext};
+use sentry::types::Uuid;
 
 use tokio::sync::Notify;
 
@@ -178,8 +180,9 @@ impl ErrorOrigin {
     }
 }
 
-/// Sends `error` to Sentry with the stack trace captured where it happened and
-/// the ids of the OTel span it happened in. A no-op when Sentry is off.
+/// Logs `error` (one line, written in the span it happened in) and, when
+/// Sentry is on, sends it to Sentry with the stack trace captured where it
+/// happened and the ids of that span.
 ///
 /// Nothing here waits on the request path: resolving the stack trace's
 /// symbols (milliseconds in a release build, tens of them in a debug build)
@@ -188,9 +191,11 @@ impl ErrorOrigin {
 /// unreachable.
 pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handled: Handled) {
     if sentry::Hub::current().client().is_none() {
+        log_error(error, origin, handled, None);
         return;
     }
     let mut event: Event<'static> = sentry::event_from_error(error);
+    log_error(error, origin, handled, Some(event.event_id));
     if let Some(exception) = event.exception.values.last_mut() {
         exception.mechanism = Some(Mechanism {
             ty: "somework".into(),
@@ -225,5 +230,43 @@ pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handle
             }));
         }
         Err(_) => send(),
+    }
+}
+
+/// Logs one line for `error`, with the OTel span it happened in made current
+/// so that its log record carries that span's trace and span id, the ones its
+/// Sentry event carries. Handled errors are warnings, unhandled ones errors.
+fn log_error(
+    error: &(dyn Error + 'static),
+    origin: &ErrorOrigin,
+    handled: Handled,
+    sentry_event_id: Option<Uuid>,
+) {
+    let span = &origin.span_context;
+    let valid = span.is_valid();
+    let _current = valid.then(|| {
+        opentelemetry::Context::current()
+            .with_remote_span_context(span.clone())
+            .attach()
+    });
+    // For the stdout line; the log record has them as its own fields.
+    let trace_id = valid.then(|| tracing::field::display(span.trace_id()));
+    let span_id = valid.then(|| tracing::field::display(span.span_id()));
+    let sentry_event_id = sentry_event_id.map(|id| tracing::field::display(id.simple()));
+    match handled {
+        Handled::Yes => tracing::warn!(
+            handled = true,
+            sentry.event_id = sentry_event_id,
+            trace_id,
+            span_id,
+            "{error}"
+        ),
+        Handled::No => tracing::error!(
+            handled = false,
+            sentry.event_id = sentry_event_id,
+            trace_id,
+            span_id,
+            "{error}"
+        ),
     }
 }

@@ -1,25 +1,55 @@
-//! Counts what happens to every span after it ends, keeps the export queue
-//! bounded with the drops counted, and reports an unreachable collector once
-//! per outage instead of once per batch.
+//! Counts what happens to every span after it ends and to every log record
+//! after it is written, keeps the export queues bounded with the drops
+//! counted, and reports an unreachable collector once per outage instead of
+//! once per batch.
 //!
-//! The SDK's batch processor drops spans silently when its queue is full (it
-//! logs the first drop and a total at shutdown, nothing in between), and logs
+//! The SDK's batch processors drop silently when their queue is full (they
+//! log the first drop and a total at shutdown, nothing in between), and log
 //! every failed export at error level. Two thin wrappers make both visible:
 //! [`AdmissionProcessor`] in front of the batch processor and
-//! [`ReportingExporter`] behind it, sharing one [`ExportStats`].
+//! [`ReportingExporter`] behind it, sharing one [`ExportStats`]. Each signal,
+//! spans and logs, has its own pair.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use opentelemetry::Context;
+use opentelemetry::logs::Severity;
+use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
-/// Span counts since startup.
-#[derive(Debug, Clone, Default)]
-pub struct ExportStats(Arc<Counters>);
+/// What a pipeline carries, as its warnings name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signal {
+    /// `span export failed`, `log export failed`.
+    name: &'static str,
+    /// `spans are lost`, `log records are lost`.
+    items: &'static str,
+    /// The variable that sizes its queue.
+    queue_size_var: &'static str,
+}
+
+pub const SPANS: Signal = Signal {
+    name: "span",
+    items: "spans",
+    queue_size_var: "OTEL_BSP_MAX_QUEUE_SIZE",
+};
+
+pub const LOGS: Signal = Signal {
+    name: "log",
+    items: "log records",
+    queue_size_var: "OTEL_BLRP_MAX_QUEUE_SIZE",
+};
+
+/// One signal's counts since startup.
+#[derive(Debug, Clone)]
+pub struct ExportStats {
+    signal: Signal,
+    counters: Arc<Counters>,
+}
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -28,7 +58,8 @@ struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
-    /// True while spans are being dropped, to warn once per episode.
+    /// True while items are being dropped, to warn once per episode: from
+    /// the first drop to the next successful export.
     dropping: AtomicBool,
 }
 
@@ -46,25 +77,38 @@ pub struct ExportCounts {
 }
 
 impl ExportStats {
-    pub fn counts(&self) -> ExportCounts {
-        ExportCounts {
-            exported: self.0.exported.load(Ordering::Relaxed),
-            failed: self.0.failed.load(Ordering::Relaxed),
-            dropped: self.0.dropped.load(Ordering::Relaxed),
-            pending: self.0.pending.load(Ordering::Relaxed),
+    pub fn new(signal: Signal) -> Self {
+        Self {
+            signal,
+            counters: Arc::default(),
         }
     }
 
-    fn finished(&self, count: u64) {
-        self.0.pending.fetch_sub(count, Ordering::Relaxed);
-        self.0.dropping.store(false, Ordering::Relaxed);
+    pub fn counts(&self) -> ExportCounts {
+        let counters = &self.counters;
+        ExportCounts {
+            exported: counters.exported.load(Ordering::Relaxed),
+            failed: counters.failed.load(Ordering::Relaxed),
+            dropped: counters.dropped.load(Ordering::Relaxed),
+            pending: counters.pending.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `count` items went through an export. A successful one ends a drop
+    /// episode; a failed one does not, so a whole outage warns of drops once.
+    fn finished(&self, count: u64, exported: bool) {
+        self.counters.pending.fetch_sub(count, Ordering::Relaxed);
+        if exported {
+            self.counters.dropping.store(false, Ordering::Relaxed);
+        }
     }
 }
 
 /// Sits in front of the batch processor and admits at most `capacity` spans
-/// that have not yet been through an export; beyond that it drops and counts
-/// them. With `capacity` equal to the batch processor's queue size, that
-/// queue never overflows, so every lost span is counted here or as failed.
+/// or log records that have not yet been through an export; beyond that it
+/// drops and counts them. With `capacity` equal to the batch processor's
+/// queue size, that queue never overflows, so every lost item is counted
+/// here or as failed.
 #[derive(Debug)]
 pub struct AdmissionProcessor<P> {
     inner: P,
@@ -82,13 +126,11 @@ impl<P> AdmissionProcessor<P> {
     }
 }
 
-impl<P: SpanProcessor> SpanProcessor for AdmissionProcessor<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        let counters = &self.stats.0;
+impl<P> AdmissionProcessor<P> {
+    /// True if one more item fits; else counts it as dropped, warning once
+    /// per episode.
+    fn admit(&self) -> bool {
+        let counters = &self.stats.counters;
         let admitted = counters
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |pending| {
@@ -96,16 +138,36 @@ impl<P: SpanProcessor> SpanProcessor for AdmissionProcessor<P> {
             })
             .is_ok();
         if admitted {
-            self.inner.on_end(span);
-            return;
+            return true;
         }
         let dropped = counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if !counters.dropping.swap(true, Ordering::Relaxed) {
+            // To stdout only: as a log record, the warning would join the
+            // very queue it reports full.
+            let _suppressed = Context::enter_telemetry_suppressed_scope();
+            let Signal {
+                name,
+                items,
+                queue_size_var,
+            } = self.stats.signal;
             tracing::warn!(
                 capacity = self.capacity,
                 dropped_total = dropped,
-                "span queue full; dropping spans until an export completes (raise OTEL_BSP_MAX_QUEUE_SIZE or fix the collector)"
+                "{name} queue full; dropping {items} until an export completes (raise {queue_size_var} or fix the collector)"
             );
+        }
+        false
+    }
+}
+
+impl<P: SpanProcessor> SpanProcessor for AdmissionProcessor<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.admit() {
+            self.inner.on_end(span);
         }
     }
 
@@ -122,7 +184,31 @@ impl<P: SpanProcessor> SpanProcessor for AdmissionProcessor<P> {
     }
 }
 
-/// Wraps the exporter: counts exported and failed spans, and logs a warning
+impl<P: LogProcessor> LogProcessor for AdmissionProcessor<P> {
+    fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
+        if self.admit() {
+            self.inner.emit(record, scope);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Wraps the exporter: counts exported and failed items, and logs a warning
 /// when exports start failing and an info line when they recover.
 #[derive(Debug)]
 pub struct ReportingExporter<E> {
@@ -143,16 +229,18 @@ impl<E> ReportingExporter<E> {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        let result = self.inner.export(batch).await;
-        let counters = &self.stats.0;
-        match &result {
+impl<E> ReportingExporter<E> {
+    /// Counts the `count` items of one export and reports a change between
+    /// working and failing.
+    fn report(&self, count: usize, result: &OTelSdkResult) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let counters = &self.stats.counters;
+        let Signal { name, items, .. } = self.stats.signal;
+        match result {
             Ok(()) => {
                 counters.exported.fetch_add(count, Ordering::Relaxed);
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!(endpoint = %self.endpoint, "span export recovered");
+                    tracing::info!(endpoint = %self.endpoint, "{name} export recovered");
                 }
             }
             Err(error) => {
@@ -161,12 +249,20 @@ impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
                     tracing::warn!(
                         endpoint = %self.endpoint,
                         %error,
-                        "span export failed; spans are lost until the collector is reachable again (logged once per outage)"
+                        "{name} export failed; {items} are lost until the collector is reachable again (logged once per outage)"
                     );
                 }
             }
         }
-        self.stats.finished(count);
+        self.stats.finished(count, result.is_ok());
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let count = batch.len();
+        let result = self.inner.export(batch).await;
+        self.report(count, &result);
         result
     }
 
@@ -183,6 +279,27 @@ impl<E: SpanExporter> SpanExporter for ReportingExporter<E> {
     }
 }
 
+impl<E: LogExporter> LogExporter for ReportingExporter<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let count = batch.iter().count();
+        let result = self.inner.export(batch).await;
+        self.report(count, &result);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(&self, level: Severity, target: &str, name: Option<&str>) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io;
@@ -190,8 +307,10 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use opentelemetry::KeyValue;
+    use opentelemetry::logs::{Logger as _, LoggerProvider as _};
     use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
     use opentelemetry_sdk::error::OTelSdkError;
+    use opentelemetry_sdk::logs::{SdkLoggerProvider, SimpleLogProcessor};
     use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
     use super::*;
@@ -248,6 +367,33 @@ mod tests {
         }
         fn set_resource(&mut self, resource: &Resource) {
             *self.0.resource.lock().unwrap() = Some(resource.clone());
+        }
+    }
+
+    impl LogProcessor for Inner {
+        fn emit(&self, _record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
+            self.0.started.fetch_add(1, Ordering::Relaxed);
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            self.0.flushed.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            self.0.shut_down.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn event_enabled(&self, level: Severity, _target: &str, _name: Option<&str>) -> bool {
+            level >= Severity::Warn
+        }
+    }
+
+    impl LogExporter for Inner {
+        async fn export(&self, _batch: LogBatch<'_>) -> OTelSdkResult {
+            if self.0.fail.load(Ordering::Relaxed) {
+                Err(OTelSdkError::InternalFailure("collector down".to_owned()))
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -310,12 +456,12 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(exporter.export(batch))
+            .block_on(SpanExporter::export(exporter, batch))
     }
 
     #[test]
     fn admits_exactly_the_capacity_and_counts_the_rest_as_dropped() {
-        let stats = ExportStats::default();
+        let stats = ExportStats::new(SPANS);
         let inner = Inner::default();
         let (_provider, tracer) = admitting(2, &stats, &inner);
         end_spans(&tracer, 2);
@@ -328,24 +474,28 @@ mod tests {
 
     #[test]
     fn an_export_makes_room_and_each_drop_episode_warns_once() {
-        let stats = ExportStats::default();
+        let stats = ExportStats::new(SPANS);
         let inner = Inner::default();
         let (_provider, tracer) = admitting(1, &stats, &inner);
         let logs = logs_of(|| {
             end_spans(&tracer, 3);
-            stats.finished(1);
+            // A failed export makes room but the episode goes on; a
+            // successful one ends it.
+            stats.finished(1, false);
+            end_spans(&tracer, 3);
+            stats.finished(1, true);
             end_spans(&tracer, 3);
         });
-        assert_eq!(stats.counts(), counts(0, 0, 4, 1));
-        assert_eq!(inner.0.ended.lock().unwrap().len(), 2);
+        assert_eq!(stats.counts(), counts(0, 0, 6, 1));
+        assert_eq!(inner.0.ended.lock().unwrap().len(), 3);
         assert_eq!(logs.matches("span queue full").count(), 2, "{logs}");
         assert!(logs.contains("dropped_total=1"), "{logs}");
-        assert!(logs.contains("dropped_total=3"), "{logs}");
+        assert!(logs.contains("dropped_total=5"), "{logs}");
     }
 
     #[test]
     fn exports_count_spans_as_exported_or_failed_and_free_the_queue() {
-        let stats = ExportStats::default();
+        let stats = ExportStats::new(SPANS);
         let inner = Inner::default();
         let (_provider, tracer) = admitting(10, &stats, &inner);
         end_spans(&tracer, 5);
@@ -362,7 +512,7 @@ mod tests {
 
     #[test]
     fn an_outage_warns_once_and_its_end_is_logged() {
-        let stats = ExportStats::default();
+        let stats = ExportStats::new(SPANS);
         let inner = Inner::default();
         let exporter = ReportingExporter::new(inner.clone(), "http://c:4317".to_owned(), stats);
         let fail = |failing: bool| inner.0.fail.store(failing, Ordering::Relaxed);
@@ -379,33 +529,80 @@ mod tests {
     }
 
     #[test]
+    fn log_records_are_admitted_counted_and_their_outages_reported_like_spans() {
+        let stats = ExportStats::new(LOGS);
+        let inner = Inner::default();
+        let processor = AdmissionProcessor::new(inner.clone(), 2, stats.clone());
+        let provider = SdkLoggerProvider::builder()
+            .with_log_processor(processor)
+            .build();
+        let logger = provider.logger("test");
+        assert!(
+            !logger.event_enabled(Severity::Info, "t", None),
+            "asks the inner processor"
+        );
+        assert!(logger.event_enabled(Severity::Warn, "t", None));
+        // The exporter behind the SDK's simplest processor, which exports
+        // each record as it is written.
+        let export_stats = ExportStats::new(LOGS);
+        let exporter = ReportingExporter::new(
+            inner.clone(),
+            "http://c:4317".to_owned(),
+            export_stats.clone(),
+        );
+        let exporting = SdkLoggerProvider::builder()
+            .with_log_processor(SimpleLogProcessor::new(exporter))
+            .build()
+            .logger("test");
+        let logs = logs_of(|| {
+            for _ in 0..5 {
+                logger.emit(logger.create_log_record());
+            }
+            exporting.emit(exporting.create_log_record());
+            inner.0.fail.store(true, Ordering::Relaxed);
+            for _ in 0..2 {
+                exporting.emit(exporting.create_log_record());
+            }
+        });
+        assert_eq!(export_stats.counts().exported, 1);
+        assert_eq!(export_stats.counts().failed, 2);
+        assert_eq!(inner.0.started.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.counts(), counts(0, 0, 3, 2));
+        assert_eq!(
+            logs.matches("log queue full; dropping log records").count(),
+            1,
+            "{logs}"
+        );
+        assert!(logs.contains("OTEL_BLRP_MAX_QUEUE_SIZE"), "{logs}");
+        assert_eq!(
+            logs.matches("log export failed; log records are lost")
+                .count(),
+            1,
+            "{logs}"
+        );
+    }
+
+    #[test]
     fn flush_shutdown_and_resource_reach_the_wrapped_processor_and_exporter() {
         let resource = Resource::builder_empty()
             .with_attribute(KeyValue::new("service.name", "checked"))
             .build();
         let processor_calls = Inner::default();
         let mut processor =
-            AdmissionProcessor::new(processor_calls.clone(), 1, ExportStats::default());
+            AdmissionProcessor::new(processor_calls.clone(), 1, ExportStats::new(SPANS));
         let exporter_calls = Inner::default();
         let mut exporter = ReportingExporter::new(
             exporter_calls.clone(),
             String::new(),
-            ExportStats::default(),
+            ExportStats::new(SPANS),
         );
-        assert!(processor.force_flush().is_ok());
-        assert!(
-            processor
-                .shutdown_with_timeout(Duration::from_secs(1))
-                .is_ok()
-        );
-        processor.set_resource(&resource);
-        assert!(exporter.force_flush().is_ok());
-        assert!(
-            exporter
-                .shutdown_with_timeout(Duration::from_secs(1))
-                .is_ok()
-        );
-        exporter.set_resource(&resource);
+        let timeout = Duration::from_secs(1);
+        assert!(SpanProcessor::force_flush(&processor).is_ok());
+        assert!(SpanProcessor::shutdown_with_timeout(&processor, timeout).is_ok());
+        SpanProcessor::set_resource(&mut processor, &resource);
+        assert!(SpanExporter::force_flush(&exporter).is_ok());
+        assert!(SpanExporter::shutdown_with_timeout(&exporter, timeout).is_ok());
+        SpanExporter::set_resource(&mut exporter, &resource);
         for calls in [&processor_calls, &exporter_calls] {
             assert_eq!(calls.0.flushed.load(Ordering::Relaxed), 1);
             assert_eq!(calls.0.shut_down.load(Ordering::Relaxed), 1);

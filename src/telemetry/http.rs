@@ -76,6 +76,9 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
         span.set_status(Status::error(""));
     }
     let span_context = span.span_context();
+    // The request's context is current only while the handler is polled; made
+    // current again, it gives the log record this span's ids.
+    let _current = cx.clone().attach();
     tracing::info!(
         trace_id = %span_context.trace_id(),
         span_id = %span_context.span_id(),

@@ -1,9 +1,13 @@
-//! Human-readable or JSON logs through `tracing-subscriber`.
+//! Human-readable or JSON logs through `tracing-subscriber`, on stdout and,
+//! through the [`LogsBridge`], as OpenTelemetry log records.
 
 use std::io::IsTerminal as _;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, fmt};
 
+use super::logs::LogsBridge;
 use crate::config::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset. The OpenTelemetry SDK reports
@@ -18,25 +22,32 @@ const DEFAULT_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opent
 /// stay muted unless `RUST_LOG` names them.
 const SDK_TARGETS: [&str; 2] = ["opentelemetry_sdk", "opentelemetry-otlp"];
 
-/// Installs the global log subscriber. `filter` is a validated `RUST_LOG`.
-pub fn init_logging(format: LogFormat, filter: Option<&str>) {
+/// Installs the global log subscriber and returns its bridge to
+/// OpenTelemetry logs, not yet connected. `filter` is a validated `RUST_LOG`;
+/// it decides what reaches stdout and the bridge alike.
+pub fn init_logging(format: LogFormat, filter: Option<&str>) -> LogsBridge {
     let filter = filter
         .map(with_sdk_muted)
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    match format {
+    let stdout = fmt::layer().with_writer(std::io::stdout);
+    let stdout = match format {
         // Colour codes only for a person at a terminal, not for a log file
         // or a log collector.
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
-        LogFormat::Json => builder
+        LogFormat::Text => stdout.with_ansi(std::io::stdout().is_terminal()).boxed(),
+        LogFormat::Json => stdout
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    let bridge = LogsBridge::default();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stdout)
+        .with(bridge.clone())
+        .init();
+    bridge
 }
 
 /// `directives` with every SDK target it does not name turned off.

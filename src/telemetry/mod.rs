@@ -1,20 +1,22 @@
-//! The service's telemetry: logs, OpenTelemetry traces and Sentry errors,
-//! owned by one [`Telemetry`] value from startup to the ordered flush at
-//! shutdown.
+//! The service's telemetry: logs (on stdout and as OpenTelemetry log
+//! records), OpenTelemetry traces and Sentry errors, owned by one
+//! [`Telemetry`] value from startup to the ordered flush at shutdown.
 //!
 //! As in opentelemetry-rust's `basic-otlp` example, each signal has one init
 //! and one shutdown. The order matters: logging first (everything else
 //! reports through it), Sentry before the Tokio runtime starts (so every
 //! worker thread inherits its hub), the OTLP exporters inside the runtime (the
-//! tonic exporter needs it). Logs and metrics over OTLP slot in beside
-//! `traces`.
+//! tonic exporter needs it), the log exporter then joining the logging that
+//! already runs.
 
 mod errors;
 mod export_stats;
 pub mod http;
 mod logging;
+mod logs;
 mod otlp;
 pub mod propagation;
+mod resource;
 mod traces;
 
 use std::time::Duration;
@@ -22,11 +24,13 @@ use std::time::Duration;
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
+pub use logs::{Logs, LogsBridge};
 pub use traces::{Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
 
-/// How long shutdown waits for the last spans to reach the collector.
+/// How long shutdown waits for the last spans, and beside them the last log
+/// records, to reach the collector.
 pub const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long shutdown waits for queued Sentry events to be sent.
 pub const SENTRY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,6 +47,8 @@ pub enum TelemetryError {
     OtlpHeader(String),
     #[error("the tracer provider was installed twice")]
     TracesInitTwice,
+    #[error("the logs bridge was connected twice")]
+    LogsInitTwice,
 }
 
 /// Every telemetry pipeline of the service, one field per signal.
@@ -51,6 +57,11 @@ pub enum TelemetryError {
 pub struct Telemetry {
     /// `None` until [`Telemetry::init_exporters`], and with `OTEL_SDK_DISABLED=true`.
     traces: Option<Traces>,
+    /// Connected to [`Telemetry::logs`] by [`Telemetry::init_exporters`].
+    bridge: LogsBridge,
+    /// `None` until [`Telemetry::init_exporters`], with `OTEL_LOGS_EXPORTER=none`
+    /// and with `OTEL_SDK_DISABLED=true`.
+    logs: Option<Logs>,
     /// `None` when `SENTRY_DSN` is unset.
     sentry: Option<sentry::ClientInitGuard>,
 }
@@ -60,9 +71,11 @@ impl Telemetry {
     /// so that every worker thread's hub is derived from the configured main
     /// hub.
     pub fn init(config: &TelemetryConfig) -> Self {
-        init_logging(config.logs.format, config.logs.filter.as_deref());
+        let bridge = init_logging(config.logs.format, config.logs.filter.as_deref());
         Self {
             traces: None,
+            bridge,
+            logs: None,
             sentry: init_sentry(config.sentry.as_ref()),
         }
     }
@@ -73,10 +86,14 @@ impl Telemetry {
             Some(traces) => self.traces = Some(Traces::init(traces, &config.resource)?),
             None => tracing::info!("OTEL_SDK_DISABLED=true: no spans are created or exported"),
         }
+        if let Some(logs) = &config.otel_logs {
+            self.logs = Logs::init(logs, &config.resource, &self.bridge)?;
+        }
         Ok(())
     }
 
-    /// Flushes spans, then Sentry events, each within its own time bound.
+    /// Flushes spans and log records side by side, then Sentry events, each
+    /// within its own time bound.
     ///
     /// Both SDKs flush with blocking calls. Run on a Tokio worker they can
     /// deadlock: the tonic exporter needs that same runtime to make progress,
@@ -84,9 +101,17 @@ impl Telemetry {
     /// thread while this task only awaits its result, with a deadline, so an
     /// unreachable collector or Sentry cannot hold the process past its bound.
     pub async fn shutdown(self) {
-        if let Some(traces) = self.traces {
-            traces.shutdown().await;
-        }
+        let traces = async {
+            if let Some(traces) = self.traces {
+                traces.shutdown().await;
+            }
+        };
+        let logs = async {
+            if let Some(logs) = self.logs {
+                logs.shutdown().await;
+            }
+        };
+        tokio::join!(traces, logs);
         if let Some(sentry) = self.sentry {
             // Errors reported just before the signal may still be resolving
             // their stack traces; they share the Sentry flush's time bound.

@@ -27,6 +27,21 @@ pub(super) fn span_exporter(
     })
 }
 
+/// The OTLP log exporter for `config`.
+pub(super) fn log_exporter(
+    config: &OtlpConfig,
+) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    let built = match config.protocol {
+        OtlpProtocol::Grpc => with_tonic_settings(builder.with_tonic(), config)?.build(),
+        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config).build(),
+    };
+    built.map_err(|source| TelemetryError::Exporter {
+        signal: "log",
+        source,
+    })
+}
+
 fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
     builder: B,
     config: &OtlpConfig,

@@ -13,13 +13,12 @@ use opentelemetry::trace::{
     TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
 };
-use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 
-use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter};
+use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter, SPANS};
+use super::resource::otel_resource;
 use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime, otlp, propagation};
 use crate::config::{ExporterConfig, ResourceConfig, SamplerConfig, TracesConfig};
 
@@ -89,7 +88,7 @@ impl Traces {
                 .with_max_export_batch_size(config.batch.max_export_batch_size)
                 .build()
         };
-        let stats = ExportStats::default();
+        let stats = ExportStats::new(SPANS);
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler(config.sampler))
             .with_resource(otel_resource(resource));
@@ -167,30 +166,6 @@ fn sampler(config: SamplerConfig) -> Sampler {
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
         }
     }
-}
-
-/// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then `service.name` (from
-/// `OTEL_SERVICE_NAME`, which wins), `service.version` (the crate version unless
-/// given), and the SDK's `telemetry.sdk.*` attributes.
-fn otel_resource(config: &ResourceConfig) -> Resource {
-    let has_version = config
-        .attributes
-        .iter()
-        .any(|(key, _)| key == SERVICE_VERSION);
-    let version = (!has_version).then(|| KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")));
-    Resource::builder_empty()
-        .with_detector(Box::new(
-            opentelemetry_sdk::resource::TelemetryResourceDetector,
-        ))
-        .with_attributes(
-            config
-                .attributes
-                .iter()
-                .map(|(key, value)| KeyValue::new(key.clone(), value.clone()))
-                .chain(version),
-        )
-        .with_service_name(config.service_name.clone())
-        .build()
 }
 
 /// Runs `work` inside a new INTERNAL span named `name`, a child of the

@@ -32,9 +32,34 @@ pub async fn logs_and_red_metrics_reach_their_backends(cluster: &LocalCluster) {
         "no trace id in /errorwork's answer: {body}"
     );
 
+    services_error_record_is_found_by_its_trace_id(cluster, &client, &trace_id).await;
     log_record_is_found_by_its_trace_id(cluster, &client, &trace_id).await;
     prometheus_holds_the_red_metrics(cluster, &client).await;
     jaeger_monitor_tab_shows_the_operations(cluster, &client).await;
+}
+
+/// The frontend's own ERROR record of the /errorwork failure, bridged from
+/// `tracing` and exported over OTLP, comes back from VictoriaLogs by the
+/// request's trace id, with the span it was written in.
+async fn services_error_record_is_found_by_its_trace_id(
+    cluster: &LocalCluster,
+    client: &reqwest::Client,
+    trace_id: &str,
+) {
+    let is_service_error = |r: &Value| {
+        r["service.name"] == "somework-frontend"
+            && r["severity"] == "ERROR"
+            && r["span_id"].as_str().is_some_and(|s| s.len() == 16)
+    };
+    let records = records_of_trace(cluster, client, trace_id, |records| {
+        records.iter().any(is_service_error)
+    })
+    .await;
+    assert!(
+        records.iter().any(is_service_error),
+        "VictoriaLogs has no ERROR record of somework-frontend for /errorwork's trace {trace_id}: {records:#?}"
+    );
+    report("the frontend's ERROR record of /errorwork is in VictoriaLogs under its trace id");
 }
 
 /// A log record with the /errorwork request's trace id, sent to the

@@ -81,14 +81,16 @@ pub async fn collector_sends_to_sentry_in_both_modes(cluster: &LocalCluster) {
             .map(|value| value.trim_matches(['\'', '"']).to_owned())
             .unwrap_or_else(|| panic!("sentry-otlp-env.sh printed no {name}: {settings}"))
     };
-    let (traces_url, public_key) = (
+    let (traces_url, logs_url, public_key) = (
         setting("SENTRY_OTLP_TRACES_URL"),
+        setting("SENTRY_OTLP_LOGS_URL"),
         setting("SENTRY_PUBLIC_KEY"),
     );
     replace_secret(
         cluster,
         &[
             ("SENTRY_OTLP_TRACES_URL", traces_url.as_str()),
+            ("SENTRY_OTLP_LOGS_URL", logs_url.as_str()),
             ("SENTRY_PUBLIC_KEY", public_key.as_str()),
         ],
     );

@@ -87,6 +87,7 @@ pub fn sentinels() -> Vec<String> {
             "project",
             "publicKey",
             "otlpTracesUrl",
+            "otlpLogsUrl",
             "dsn",
         ] {
             if let Some(value) = sentry[key].as_str() {

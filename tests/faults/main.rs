@@ -8,6 +8,7 @@
 
 mod helpers;
 mod latency;
+mod logs;
 mod outage;
 mod shutdown;
 mod timeout;

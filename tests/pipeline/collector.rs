@@ -39,6 +39,10 @@ fn every_config_validates() {
             "SENTRY_OTLP_TRACES_URL",
             "https://o1.ingest.sentry.io/api/4505/integration/otlp/v1/traces/",
         ),
+        (
+            "SENTRY_OTLP_LOGS_URL",
+            "https://o1.ingest.sentry.io/api/4505/integration/otlp/v1/logs/",
+        ),
         ("SENTRY_PUBLIC_KEY", "abc123"),
     ];
     for (config, env) in [
@@ -237,6 +241,13 @@ async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
                 None,
                 "ingest must not carry the token"
             );
+        } else if let Some((id, _)) = &r.logs_ingest {
+            // The services' own log records, routed like their spans.
+            assert_eq!(
+                r.uri,
+                format!("http://127.0.0.1/api/{id}/integration/otlp/v1/logs/")
+            );
+            assert_eq!(r.header("authorization"), None);
         } else {
             assert_eq!(r.method, "GET");
             assert_eq!(
@@ -273,16 +284,16 @@ fn the_dsn_script_prints_the_otlp_settings() {
             .output()
             .expect("cannot run bash")
     };
-    for (dsn, url, key) in [
+    for (dsn, otlp, key) in [
         (
             "https://abc123@o1.ingest.sentry.io/4505",
-            "https://o1.ingest.sentry.io/api/4505/integration/otlp/v1/traces/",
+            "https://o1.ingest.sentry.io/api/4505/integration/otlp",
             "abc123",
         ),
         // Legacy secret key, self-hosted port and path prefix, trailing slash.
         (
             "http://pub:sec@127.0.0.1:9000/sentry/42/",
-            "http://127.0.0.1:9000/sentry/api/42/integration/otlp/v1/traces/",
+            "http://127.0.0.1:9000/sentry/api/42/integration/otlp",
             "pub",
         ),
     ] {
@@ -290,7 +301,11 @@ fn the_dsn_script_prints_the_otlp_settings() {
         assert!(output.status.success(), "{dsn}: {output:?}");
         assert_eq!(
             String::from_utf8_lossy(&output.stdout),
-            format!("export SENTRY_OTLP_TRACES_URL='{url}'\nexport SENTRY_PUBLIC_KEY='{key}'\n"),
+            format!(
+                "export SENTRY_OTLP_TRACES_URL='{otlp}/v1/traces/'\n\
+                 export SENTRY_OTLP_LOGS_URL='{otlp}/v1/logs/'\n\
+                 export SENTRY_PUBLIC_KEY='{key}'\n"
+            ),
             "{dsn}"
         );
     }
@@ -356,11 +371,30 @@ async fn the_sentry_otlp_config_sends_every_span_to_the_dsn_project() {
 
     let project = double.project(PROJECT);
     assert_delivered(&spans, &wanted, project.id, &project.public_key);
+    // Each request's log line, at the project's logs endpoint with its key.
+    let logs = double
+        .wait_for_logs(WAIT, |logs| {
+            wanted.iter().all(|(trace_id, _)| {
+                logs.iter()
+                    .any(|l| l.log.trace_id() == *trace_id && l.log.body() == "request")
+            })
+        })
+        .await;
+    for (trace_id, route) in &wanted {
+        let line = logs
+            .iter()
+            .find(|l| l.log.trace_id() == *trace_id && l.log.body() == "request")
+            .unwrap_or_else(|| panic!("no request line of {route} {trace_id}"));
+        assert_eq!(
+            (line.project_id, line.sentry_key.as_str()),
+            (project.id, project.public_key.as_str())
+        );
+    }
     let requests = double.requests();
     assert!(!requests.is_empty());
     for r in &requests {
         assert!(
-            r.is_ingest(),
+            r.is_ingest() || r.is_logs_ingest(),
             "unexpected request (no management API here): {r:?}"
         );
         assert_eq!(r.status, 200, "{r:?}");

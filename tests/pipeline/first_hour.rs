@@ -238,12 +238,24 @@ fn free_ports() -> Vec<(&'static str, u16)> {
 
 /// How many spans of `trace_id` the collector's output holds.
 fn spans_in(collector_log: &Path, trace_id: &str) -> usize {
+    trace_id_lines(collector_log, trace_id, " ")
+}
+
+/// How many log records of the trace `trace_id` the debug exporter printed:
+/// a record's line is `Trace ID: <id>`, a span's pads the name before the colon.
+fn log_records_in(collector_log: &Path, trace_id: &str) -> usize {
+    trace_id_lines(collector_log, trace_id, ":")
+}
+
+/// The lines `Trace ID<separator>...<trace_id>` in the collector's output.
+fn trace_id_lines(collector_log: &Path, trace_id: &str, separator: &str) -> usize {
     std::fs::read_to_string(collector_log)
         .unwrap_or_default()
         .lines()
         .filter(|line| {
             line.trim()
                 .strip_prefix("Trace ID")
+                .filter(|rest| rest.starts_with(separator))
                 .is_some_and(|rest| rest.trim_start_matches([' ', ':']) == trace_id)
         })
         .count()
@@ -289,6 +301,17 @@ fn assert_traces_in_collector_output(summary: &Summary, printed: &str) {
             spans_in(log, &call.trace_id),
             span_count,
             "{}: the spans of trace {} in {}",
+            call.path,
+            call.trace_id,
+            log.display()
+        );
+        // And the request's log line, through the logs pipeline.
+        while log_records_in(log, &call.trace_id) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            log_records_in(log, &call.trace_id) > 0,
+            "{}: no log record of trace {} in {}",
             call.path,
             call.trace_id,
             log.display()

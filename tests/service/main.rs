@@ -1,4 +1,4 @@
-//! The service on its own: the spans it exports, its sampling, its
+//! The service on its own: the spans and log records it exports, its sampling, its
 //! configuration, its answers to bad requests, and what it never leaks.
 //! Most tests run the real binary against an in-process OTLP receiver
 //! (`helpers::spawn_app`); `router` calls the axum Router in-process where
@@ -9,6 +9,7 @@ mod bad_requests;
 mod config;
 mod helpers;
 mod load;
+mod logs;
 mod otel_env;
 mod router;
 mod sampling;

@@ -215,4 +215,5 @@ async fn with_the_sdk_disabled_requests_work_and_nothing_is_exported_or_propagat
     let (status, _) = app.terminate().await;
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(app.receiver.export_calls(), 0, "something was exported");
+    assert_eq!(app.receiver.log_export_calls(), 0, "a log was exported");
 }

@@ -47,7 +47,7 @@ copies of collector-config/ (scripts/render-k8s.sh copies them).
 {{- define "otel-collector.secretKeys" -}}
 {{- $pipeline := include "otel-collector.pipeline" . -}}
 {{- if eq $pipeline "sentry-otlp" -}}
-SENTRY_OTLP_TRACES_URL SENTRY_PUBLIC_KEY
+SENTRY_OTLP_TRACES_URL SENTRY_OTLP_LOGS_URL SENTRY_PUBLIC_KEY
 {{- else if ne $pipeline "zero-account" -}}
 SENTRY_AUTH_TOKEN SENTRY_ORG SENTRY_PROJECT
 {{- end -}}

@@ -218,6 +218,9 @@ fn rendered_collector_configs_pass_otelcol_validate() {
                 (None, Some(_)) if env.name == "SENTRY_OTLP_TRACES_URL" => {
                     given("otel-collector/sentry-otlp", "/sentry/otlpTracesUrl")
                 }
+                (None, Some(_)) if env.name == "SENTRY_OTLP_LOGS_URL" => {
+                    given("otel-collector/sentry-otlp", "/sentry/otlpLogsUrl")
+                }
                 (None, Some(_)) => format!("{}-from-secret", env.name.to_lowercase()),
                 (None, None) => String::new(),
             };

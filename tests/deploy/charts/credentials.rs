@@ -15,6 +15,7 @@ fn is_credential(name: &str) -> bool {
         "SUPERUSER",
         "PUBLIC_KEY",
         "OTLP_TRACES_URL",
+        "OTLP_LOGS_URL",
         "SENTRY_ORG",
         "SENTRY_PROJECT",
     ]
@@ -28,7 +29,7 @@ fn credentials_reach_containers_only_through_secret_key_refs() {
     let sentinels = sentinels();
     assert_eq!(
         sentinels.len(),
-        6,
+        7,
         "credential values in ci/: {sentinels:?}"
     );
     let mut secret_refs = 0;

@@ -1,8 +1,9 @@
-//! An in-process OTLP/gRPC trace receiver, a test double for the collector.
+//! An in-process OTLP/gRPC trace and log receiver, a test double for the
+//! collector.
 //!
-//! It implements the real `TraceService/Export` RPC from `opentelemetry-proto`
-//! and keeps every request whole, resource included, so tests can assert on
-//! exactly what the service exported. Its behaviour can be switched to fail
+//! It implements the real `TraceService/Export` and `LogsService/Export` RPCs
+//! from `opentelemetry-proto` and keeps every span and log record with its
+//! resource, so tests can assert on exactly what the service exported. Its behaviour can be switched to fail
 //! or stall, to test what the service does when its collector misbehaves.
 //! End-to-end tests use the real collector instead (see `collector`).
 
@@ -11,6 +12,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -18,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use tokio::sync::{Notify, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -38,7 +46,10 @@ pub enum Behaviour {
 #[derive(Debug)]
 struct Shared {
     spans: Mutex<Vec<ReceivedSpan>>,
+    logs: Mutex<Vec<ReceivedLog>>,
+    /// Trace export calls.
     exports: Mutex<u64>,
+    log_exports: Mutex<u64>,
     /// The gRPC metadata (HTTP/2 headers) of every export call, in order.
     metadata: Mutex<Vec<HashMap<String, String>>>,
     behaviour: Mutex<Behaviour>,
@@ -90,12 +101,15 @@ impl OtlpReceiver {
         let addr = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared {
             spans: Mutex::new(Vec::new()),
+            logs: Mutex::new(Vec::new()),
             exports: Mutex::new(0),
+            log_exports: Mutex::new(0),
             metadata: Mutex::new(Vec::new()),
             behaviour: Mutex::new(Behaviour::Accept),
             arrived: Notify::new(),
         });
-        let service = TraceServiceServer::new(Receiver(shared.clone()));
+        let traces = TraceServiceServer::new(Receiver(shared.clone()));
+        let logs = LogsServiceServer::new(Receiver(shared.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,7 +120,8 @@ impl OtlpReceiver {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 let server = tonic::transport::Server::builder()
-                    .add_service(service)
+                    .add_service(traces)
+                    .add_service(logs)
                     .serve_with_incoming(TcpListenerStream::new(listener));
                 tokio::select! {
                     _ = server => {}
@@ -148,9 +163,29 @@ impl OtlpReceiver {
         self.shared.metadata.lock().unwrap().clone()
     }
 
-    /// How many export calls reached the receiver (accepted or not).
+    /// How many trace export calls reached the receiver (accepted or not).
     pub fn export_calls(&self) -> u64 {
         *self.shared.exports.lock().unwrap()
+    }
+
+    /// How many log export calls reached the receiver (accepted or not).
+    pub fn log_export_calls(&self) -> u64 {
+        *self.shared.log_exports.lock().unwrap()
+    }
+
+    /// Every log record received so far.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.shared.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the log records received so far, or
+    /// `timeout` passes; returns the records either way.
+    pub async fn wait_for_logs(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[ReceivedLog]) -> bool,
+    ) -> Vec<ReceivedLog> {
+        crate::wait::until(&self.shared.arrived, timeout, || self.logs(), done).await
     }
 
     /// Waits until `done` holds for the spans received so far, or `timeout`
@@ -221,6 +256,42 @@ impl Drop for OtlpReceiver {
 
 struct Receiver(Arc<Shared>);
 
+impl Receiver {
+    /// What every export call gets, whatever its signal: after the
+    /// behaviour's delay, `Ok` or the behaviour's error.
+    async fn behave(&self) -> Result<(), tonic::Status> {
+        self.0.arrived.notify_waiters();
+        let behaviour = *self.0.behaviour.lock().unwrap();
+        match behaviour {
+            Behaviour::Accept => Ok(()),
+            Behaviour::Unavailable => Err(tonic::Status::unavailable(
+                "test double: collector unavailable",
+            )),
+            Behaviour::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        *self.0.log_exports.lock().unwrap() += 1;
+        self.behave().await?;
+        let received = logs_of(request.into_inner());
+        self.0.logs.lock().unwrap().extend(received);
+        self.0.arrived.notify_waiters();
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl TraceService for Receiver {
     async fn export(
@@ -236,17 +307,7 @@ impl TraceService for Receiver {
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
             .collect();
         self.0.metadata.lock().unwrap().push(metadata);
-        self.0.arrived.notify_waiters();
-        let behaviour = *self.0.behaviour.lock().unwrap();
-        match behaviour {
-            Behaviour::Accept => {}
-            Behaviour::Unavailable => {
-                return Err(tonic::Status::unavailable(
-                    "test double: collector unavailable",
-                ));
-            }
-            Behaviour::Delay(delay) => tokio::time::sleep(delay).await,
-        }
+        self.behave().await?;
         let received = spans_of(request.into_inner());
         self.0.spans.lock().unwrap().extend(received);
         self.0.arrived.notify_waiters();
@@ -279,6 +340,65 @@ pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
         }
     }
     received
+}
+
+/// Flattens an OTLP logs export request into its records, each with its
+/// resource attributes and scope name.
+pub fn logs_of(request: ExportLogsServiceRequest) -> Vec<ReceivedLog> {
+    let mut received = Vec::new();
+    for resource_logs in request.resource_logs {
+        let resource = Arc::new(
+            resource_logs
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default(),
+        );
+        for scope_logs in resource_logs.scope_logs {
+            let scope = scope_logs.scope.map(|s| s.name).unwrap_or_default();
+            for record in scope_logs.log_records {
+                received.push(ReceivedLog {
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    record,
+                });
+            }
+        }
+    }
+    received
+}
+
+/// One exported log record with its resource attributes and scope name.
+#[derive(Debug, Clone)]
+pub struct ReceivedLog {
+    pub resource: Arc<HashMap<String, String>>,
+    pub scope: String,
+    pub record: LogRecord,
+}
+
+impl ReceivedLog {
+    /// The body if it is a string, else its debug form.
+    pub fn body(&self) -> String {
+        render(self.record.body.as_ref())
+    }
+
+    /// The trace id in hex; empty when the record was written outside a span.
+    pub fn trace_id(&self) -> String {
+        hex::encode(&self.record.trace_id)
+    }
+
+    /// The span id in hex; empty when the record was written outside a span.
+    pub fn span_id(&self) -> String {
+        hex::encode(&self.record.span_id)
+    }
+
+    pub fn severity_text(&self) -> &str {
+        &self.record.severity_text
+    }
+
+    /// The attribute's value with its OTLP type, or `None` if absent.
+    pub fn attribute(&self, key: &str) -> Option<Attr> {
+        typed_attributes(&self.record.attributes).remove(key)
+    }
 }
 
 /// The names of `spans`, in order: for comparisons and assertion messages.

@@ -16,17 +16,26 @@
 //!   project the start-up lookup did not cover.
 //! - `POST /api/{project_id}/integration/otlp/v1/traces/`: OTLP/HTTP protobuf
 //!   ingest, gzip or plain, authenticated by `x-sentry-auth: sentry sentry_key=...`.
+//! - `POST /api/{project_id}/integration/otlp/v1/logs/`: the same for logs, an
+//!   `ExportLogsServiceRequest` (the exporter's `sendLogsToEndpoint`, and the
+//!   `otlp_http` exporter's `logs_endpoint`).
 //!
 //! The management endpoints require `Authorization: Bearer {token}` (401 without);
 //! ingest requires a key of that very project (403 otherwise, with Sentry's
 //! `ProjectId` rejection text). Anything else gets a 404. Every request is
 //! recorded (method, URI, headers, the status answered, and for ingest the
-//! decoded `ExportTraceServiceRequest`), so tests assert on the real exchange.
+//! decoded `ExportTraceServiceRequest` or `ExportLogsServiceRequest`), so tests
+//! assert on the real exchange. "Ingest" alone means trace ingest below; log
+//! ingest is named so.
 //!
 //! A test can make ingest fail as Sentry does ([`SentryDouble::fail_next_ingest`],
 //! [`IngestFailure`]): a rate limit (429 with `Retry-After` and
 //! `X-Sentry-Rate-Limits`, kept up for its whole window, as Relay does), a
-//! server error, or the `ProjectId` rejection of a deleted project.
+//! server error, or the `ProjectId` rejection of a deleted project. Those are
+//! answered to trace ingest only, and a rate limit holds for the categories it
+//! names (`transaction` for spans, `log_item` for logs, none for all), as
+//! Relay's limits do; so a test aimed at spans is not disturbed by the logs
+//! flowing beside them.
 //! Project creation (`auto_create_projects`) is not implemented: no config of
 //! this project enables it.
 //!
@@ -42,12 +51,13 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
 
-use crate::otlp::{ReceivedSpan, spans_of};
+use crate::otlp::{ReceivedLog, ReceivedSpan, logs_of, spans_of};
 
 /// One Sentry project of the double's organization.
 #[derive(Debug, Clone)]
@@ -72,9 +82,11 @@ pub struct RecordedRequest {
     pub status: u16,
     /// When the double answered.
     pub at: Instant,
-    /// For OTLP ingest: the project id from the path, and the decoded body
-    /// (also when the answer was a failure the test asked for).
+    /// For OTLP trace ingest: the project id from the path, and the decoded
+    /// body (also when the answer was a failure the test asked for).
     pub ingest: Option<(u64, ExportTraceServiceRequest)>,
+    /// The same for OTLP log ingest.
+    pub logs_ingest: Option<(u64, ExportLogsServiceRequest)>,
 }
 
 impl RecordedRequest {
@@ -89,6 +101,10 @@ impl RecordedRequest {
 
     pub fn is_ingest(&self) -> bool {
         self.ingest.is_some()
+    }
+
+    pub fn is_logs_ingest(&self) -> bool {
+        self.logs_ingest.is_some()
     }
 
     /// The trace ids of the spans in an ingest request's body.
@@ -126,6 +142,27 @@ const RATE_LIMITED_DETAIL: &str = "Sentry dropped data due to a quota or interna
 struct RateLimit {
     until: Instant,
     categories: String,
+}
+
+impl RateLimit {
+    /// Relay's rule: an empty list limits every category.
+    fn covers(&self, category: &str) -> bool {
+        self.categories.is_empty() || self.categories.split(';').any(|c| c == category)
+    }
+}
+
+/// The rate-limit categories of OTLP spans and logs (Relay's names, as the
+/// exporter's `internal/ratelimit` maps them).
+const TRACE_CATEGORY: &str = "transaction";
+const LOG_CATEGORY: &str = "log_item";
+
+/// A log record that the double accepted, with the project it was sent to.
+#[derive(Debug, Clone)]
+pub struct IngestedLog {
+    pub project_id: u64,
+    /// The key from the request's `x-sentry-auth` header.
+    pub sentry_key: String,
+    pub log: ReceivedLog,
 }
 
 /// A span that the double accepted, with the project it was sent to.
@@ -250,13 +287,20 @@ struct Shared {
 }
 
 impl Shared {
-    /// The failure answer for an ingest request that would be accepted: the
-    /// rate limit in force, else the next queued failure, else none.
-    fn ingest_failure(&self) -> Option<Response> {
+    /// The failure answer for an ingest request of `category` that would be
+    /// accepted: the rate limit in force for it, else (for trace ingest) the
+    /// next queued failure, else none.
+    fn ingest_failure(&self, category: &str) -> Option<Response> {
         let mut rate_limit = self.rate_limit.lock().unwrap();
         let now = Instant::now();
-        if let Some(limit) = rate_limit.as_ref().filter(|limit| limit.until > now) {
+        if let Some(limit) = rate_limit
+            .as_ref()
+            .filter(|limit| limit.until > now && limit.covers(category))
+        {
             return Some(rate_limited(limit.until - now, &limit.categories));
+        }
+        if category != TRACE_CATEGORY {
+            return None;
         }
         let failure = self.failures.lock().unwrap().pop_front()?;
         Some(match failure {
@@ -344,19 +388,48 @@ impl SentryDouble {
         self.shared.requests.lock().unwrap().clone()
     }
 
-    /// Answers the next ingest request that would have been accepted with
-    /// `failure` instead; several calls queue failures in order. Requests that
-    /// fail on their own (a wrong key) do not use up a queued failure.
+    /// Answers the next trace ingest request that would have been accepted
+    /// with `failure` instead; several calls queue failures in order. Requests
+    /// that fail on their own (a wrong key) do not use up a queued failure.
     pub fn fail_next_ingest(&self, failure: IngestFailure) {
         self.shared.failures.lock().unwrap().push_back(failure);
     }
 
-    /// The ingest requests received so far, whatever the answer.
+    /// The trace ingest requests received so far, whatever the answer.
     pub fn ingest_requests(&self) -> Vec<RecordedRequest> {
         self.requests()
             .into_iter()
             .filter(RecordedRequest::is_ingest)
             .collect()
+    }
+
+    /// Every log record accepted so far (requests answered with 2xx only).
+    pub fn logs(&self) -> Vec<IngestedLog> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .filter_map(|r| {
+                let sentry_key = r.sentry_key().unwrap_or_default().to_owned();
+                r.logs_ingest.map(|(project_id, request)| {
+                    logs_of(request).into_iter().map(move |log| IngestedLog {
+                        project_id,
+                        sentry_key: sentry_key.clone(),
+                        log,
+                    })
+                })
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Waits until `done` holds for the accepted log records, or `timeout`
+    /// passes; returns the records either way.
+    pub async fn wait_for_logs(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[IngestedLog]) -> bool,
+    ) -> Vec<IngestedLog> {
+        crate::wait::until(&self.shared.arrived, timeout, || self.logs(), done).await
     }
 
     /// Waits until `done` holds for the requests received, or `timeout`
@@ -417,6 +490,7 @@ async fn handle(
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let query = uri.query().map(str::to_owned);
     let mut ingest = None;
+    let mut logs_ingest = None;
     let response = match (&method, segments.as_slice()) {
         (&Method::GET, ["api", "0", "organizations", org, "projects"]) => {
             management(&shared, &headers, org, || {
@@ -439,18 +513,23 @@ async fn handle(
             })
         }
         (&Method::POST, ["api", id, "integration", "otlp", "v1", "traces"]) => {
-            match ingest_traces(&shared, id, &headers, &body) {
+            match decode_ingest(&shared, id, &headers, &body) {
                 Ok((project_id, request)) => {
                     ingest = Some((project_id, request));
-                    match shared.ingest_failure() {
-                        Some(failure) => failure,
-                        // An empty ExportTraceServiceResponse: full success.
-                        None => (
-                            [(header::CONTENT_TYPE, "application/x-protobuf")],
-                            Vec::<u8>::new(),
-                        )
-                            .into_response(),
-                    }
+                    shared
+                        .ingest_failure(TRACE_CATEGORY)
+                        .unwrap_or_else(ingest_accepted)
+                }
+                Err((status, detail)) => detail_response(status, &detail),
+            }
+        }
+        (&Method::POST, ["api", id, "integration", "otlp", "v1", "logs"]) => {
+            match decode_ingest(&shared, id, &headers, &body) {
+                Ok((project_id, request)) => {
+                    logs_ingest = Some((project_id, request));
+                    shared
+                        .ingest_failure(LOG_CATEGORY)
+                        .unwrap_or_else(ingest_accepted)
                 }
                 Err((status, detail)) => detail_response(status, &detail),
             }
@@ -474,6 +553,7 @@ async fn handle(
         status: response.status().as_u16(),
         at: Instant::now(),
         ingest,
+        logs_ingest,
     };
     shared.requests.lock().unwrap().push(recorded);
     shared.arrived.notify_waiters();
@@ -590,14 +670,25 @@ fn key_json(shared: &Shared, project: &Project) -> Value {
     })
 }
 
-/// Checks the key against the project in the path and decodes the body; on
-/// failure returns the status and the `detail` to answer with.
-fn ingest_traces(
+/// The answer to accepted OTLP ingest: an empty `Export*ServiceResponse`,
+/// full success.
+fn ingest_accepted() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        Vec::<u8>::new(),
+    )
+        .into_response()
+}
+
+/// Checks the key against the project in the path and decodes the body as
+/// the OTLP request `R`; on failure returns the status and the `detail` to
+/// answer with.
+fn decode_ingest<R: Message + Default>(
     shared: &Shared,
     id: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(u64, ExportTraceServiceRequest), (StatusCode, String)> {
+) -> Result<(u64, R), (StatusCode, String)> {
     let rejected = |status, reason: &str| {
         (
             status,
@@ -643,7 +734,7 @@ fn ingest_traces(
     } else {
         body
     };
-    let request = ExportTraceServiceRequest::decode(body)
+    let request = R::decode(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad protobuf body: {e}")))?;
     Ok((project.id, request))
 }
