@@ -16,11 +16,13 @@
 
 use std::sync::{Arc, OnceLock};
 
+use opentelemetry::Context;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_sdk::logs::{
     BatchConfigBuilder, BatchLogProcessor, SdkLogger, SdkLoggerProvider,
 };
-use tracing::Subscriber;
+use tracing::{Level, Subscriber};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
@@ -51,10 +53,24 @@ where
             Some(metadata) => is_exporter_target(metadata.target()),
             None => is_exporter_target(event.metadata().target()),
         };
-        if !exporter_stack {
+        if !exporter_stack && (*event.metadata().level() <= Level::WARN || in_sampled_trace()) {
             bridge.on_event(event, ctx);
         }
     }
+}
+
+/// Trace-based filtering, as the logs SDK specification's `trace_based`
+/// logger option defines it: a record written in a trace that is not sampled
+/// is dropped with its spans. It applies below WARN only, to the per-request
+/// lines whose export would otherwise cost every request, sampled or not,
+/// more than its spans; warnings and errors are kept whatever the sampling,
+/// beside their Sentry event. A record outside any trace is kept.
+fn in_sampled_trace() -> bool {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        let span_context = span.span_context();
+        !span_context.is_valid() || span_context.is_sampled()
+    })
 }
 
 /// True for the log targets of the exporters' own stack: the OpenTelemetry

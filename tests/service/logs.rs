@@ -186,3 +186,33 @@ async fn logs_exporter_console_prints_records_instead_of_sending_them() {
         "no record of {trace_id} printed:\n{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trace_that_is_not_sampled_exports_its_error_record_but_not_its_request_record() {
+    let app = spawn_app_with(|s| {
+        s.env("ERROR_RATE", "1")
+            .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+            .env("OTEL_TRACES_SAMPLER", "always_off")
+    })
+    .await;
+
+    let first = app.get("/errorwork").await.trace_id();
+    let second = app.get("/errorwork").await.trace_id();
+    // Records are exported in the order they were written, and both of the
+    // first request's were written before it answered: once the second
+    // request's error record is in, any request record of the first is too.
+    let logs = app
+        .receiver
+        .wait_for_logs(WAIT, |logs| {
+            logs.iter()
+                .any(|l| l.trace_id() == second && l.body().contains("ErrorWork failed"))
+        })
+        .await;
+
+    let error = record(&logs, &first, "ErrorWork failed");
+    assert_eq!(error.severity_text(), "ERROR");
+    assert_eq!(error.attribute("handled"), Some(Attr::Bool(false)));
+    let requests: Vec<_> = logs.iter().filter(|l| l.body() == "request").collect();
+    assert!(requests.is_empty(), "exported: {requests:#?}");
+    assert!(app.receiver.spans().is_empty(), "no span is sampled");
+}
