@@ -22,7 +22,7 @@ use std::time::Duration;
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
-pub use traces::{Traces, current_trace_id, in_span, start_span};
+pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
 

@@ -15,7 +15,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, Span,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_VERSION;
 
@@ -26,7 +26,13 @@ use crate::config::{ExporterConfig, ResourceConfig, SamplerConfig, TracesConfig}
 /// The instrumentation scope of every span this service creates.
 const TRACER_NAME: &str = "somework";
 
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+static TRACER: OnceLock<CachedTracer> = OnceLock::new();
+
+/// The tracer and the sampler it was configured with.
+struct CachedTracer {
+    tracer: SdkTracer,
+    sampler: SamplerConfig,
+}
 
 /// The tracer every span of this service starts from, created once instead
 /// of once per span, as opentelemetry-rust's `tracing-http-propagator`
@@ -39,30 +45,88 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// [`Traces::init`] creates it from the provider it installs. Without that
 /// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans) there is
 /// none, and no span is started at all.
-fn tracer() -> Option<&'static SdkTracer> {
+fn tracer() -> Option<&'static CachedTracer> {
     TRACER.get()
+}
+
+/// What a span records beyond its builder's name and kind, built only for a
+/// span that records: a more precise name, and its attributes.
+pub struct Recorded {
+    pub name: Option<String>,
+    pub attributes: Vec<KeyValue>,
+}
+
+impl From<Vec<KeyValue>> for Recorded {
+    fn from(attributes: Vec<KeyValue>) -> Self {
+        Self {
+            name: None,
+            attributes,
+        }
+    }
 }
 
 /// Starts the span `builder` describes as a child of `parent` and returns
 /// `parent` with it as the current span; `None` when tracing is off.
 ///
-/// `record` gives the span its attributes, and anything else that costs
-/// allocations, only if it records: the samplers `OTEL_TRACES_SAMPLER`
+/// `record` gives the span its name and attributes, and anything else that
+/// costs allocations, only if it records: the samplers `OTEL_TRACES_SAMPLER`
 /// offers decide on the trace id and the parent alone, so a span that is not
 /// sampled pays for none of it. Such a span is kept as its span context
 /// alone (its ids, for children and for propagation): a span that does not
 /// record has nothing to end, and the context need not box it.
+///
+/// When the sampler is sure to record the span (see [`certainly_records`]),
+/// the name and attributes go in the builder, as opentelemetry-rust's
+/// examples do: the SDK then keeps the attribute vector as it is, instead of
+/// growing an empty one attribute by attribute.
 pub fn start_span(
     builder: SpanBuilder,
     parent: &Context,
-    record: impl FnOnce(&mut Span),
+    record: impl FnOnce() -> Recorded,
 ) -> Option<Context> {
-    let mut span = tracer()?.build_with_context(builder, parent);
+    let CachedTracer { tracer, sampler } = tracer()?;
+    let (builder, record) = if certainly_records(*sampler, parent) {
+        let Recorded { name, attributes } = record();
+        let builder = SpanBuilder {
+            name: name.map_or(builder.name, Into::into),
+            attributes: Some(attributes),
+            ..builder
+        };
+        (builder, None)
+    } else {
+        (builder, Some(record))
+    };
+    let mut span = tracer.build_with_context(builder, parent);
     if !span.is_recording() {
         return Some(parent.with_remote_span_context(span.span_context().clone()));
     }
-    record(&mut span);
+    if let Some(record) = record {
+        let Recorded { name, attributes } = record();
+        if let Some(name) = name {
+            span.update_name(name);
+        }
+        span.set_attributes(attributes);
+    }
     Some(parent.with_span(span))
+}
+
+/// Whether `sampler` records a span whose parent is `parent`, whatever its
+/// trace id, as the SDK's samplers decide it: a parent-based sampler follows
+/// the parent's sampled flag when the context has a span, and decides with
+/// its root sampler otherwise. `false` means "not known before the trace id",
+/// so a wrong answer can only cost an unused attribute vector.
+fn certainly_records(sampler: SamplerConfig, parent: &Context) -> bool {
+    let parent_sampled = parent
+        .has_active_span()
+        .then(|| parent.span().span_context().is_sampled());
+    match sampler {
+        SamplerConfig::AlwaysOn => true,
+        SamplerConfig::ParentBasedAlwaysOn => parent_sampled.unwrap_or(true),
+        SamplerConfig::ParentBasedAlwaysOff | SamplerConfig::ParentBasedTraceIdRatio(_) => {
+            parent_sampled == Some(true)
+        }
+        SamplerConfig::AlwaysOff | SamplerConfig::TraceIdRatio(_) => false,
+    }
 }
 
 /// The trace pipeline: the provider and the counts of what happened to its
@@ -118,7 +182,10 @@ impl Traces {
         global::set_text_map_propagator(propagation::from_config(&config.propagators));
         global::set_tracer_provider(provider.clone());
         TRACER
-            .set(provider.tracer(TRACER_NAME))
+            .set(CachedTracer {
+                tracer: provider.tracer(TRACER_NAME),
+                sampler: config.sampler,
+            })
             .map_err(|_| TelemetryError::TracesInitTwice)?;
         tracing::info!(
             exporter = ?config.exporter,
@@ -210,29 +277,106 @@ where
     F: Future<Output = Result<T, E>>,
 {
     let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Internal);
-    let started = Context::map_current(|current| {
-        start_span(builder, current, |span| span.set_attributes(attributes()))
-    });
+    let started =
+        Context::map_current(|current| start_span(builder, current, || attributes().into()));
     let Some(cx) = started else {
         return work.await;
     };
     let result = work.with_context(cx.clone()).await;
     let span = cx.span();
-    if span.is_recording() {
-        if let Err(error) = &result {
-            span.set_status(Status::error(error.to_string()));
-        }
-        span.end();
+    // Ending a span that does not record does nothing; only the error's
+    // message is worth checking for first.
+    if let Err(error) = &result
+        && span.is_recording()
+    {
+        span.set_status(Status::error(error.to_string()));
     }
+    span.end();
     result
 }
 
 /// The trace id of the current span, or `None` when there is no valid span
 /// (for example with `OTEL_SDK_DISABLED=true` and no incoming trace context).
 pub fn current_trace_id() -> Option<String> {
-    let cx = Context::current();
-    let span_context = cx.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    Context::map_current(|cx| {
+        let span = cx.span();
+        let span_context = span.span_context();
+        span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample as _};
+
+    use super::*;
+
+    fn remote_parent(flags: TraceFlags) -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            flags,
+            true,
+            TraceState::default(),
+        ))
+    }
+
+    /// `certainly_records` may say "not known" too often, never "records"
+    /// wrongly: a span it vouches for is recorded by the SDK's own sampler of
+    /// the same configuration, whatever its trace id.
+    #[test]
+    fn a_span_certain_to_record_is_recorded_by_the_sdks_sampler() {
+        let parents = [
+            ("no parent", Context::new()),
+            ("sampled parent", remote_parent(TraceFlags::SAMPLED)),
+            ("unsampled parent", remote_parent(TraceFlags::default())),
+        ];
+        let configs = [
+            SamplerConfig::AlwaysOn,
+            SamplerConfig::AlwaysOff,
+            SamplerConfig::TraceIdRatio(0.5),
+            SamplerConfig::ParentBasedAlwaysOn,
+            SamplerConfig::ParentBasedAlwaysOff,
+            SamplerConfig::ParentBasedTraceIdRatio(0.5),
+        ];
+        let mut certain = Vec::new();
+        for config in configs {
+            for (parent_name, parent) in &parents {
+                if !certainly_records(config, parent) {
+                    continue;
+                }
+                certain.push((config, *parent_name));
+                for seed in 1..=256_u128 {
+                    let trace_id =
+                        TraceId::from(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+                    let decision = sampler(config)
+                        .should_sample(Some(parent), trace_id, "span", &SpanKind::Server, &[], &[])
+                        .decision;
+                    assert_eq!(
+                        decision,
+                        SamplingDecision::RecordAndSample,
+                        "{config:?} with {parent_name}, trace id {trace_id}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            certain,
+            [
+                (SamplerConfig::AlwaysOn, "no parent"),
+                (SamplerConfig::AlwaysOn, "sampled parent"),
+                (SamplerConfig::AlwaysOn, "unsampled parent"),
+                (SamplerConfig::ParentBasedAlwaysOn, "no parent"),
+                (SamplerConfig::ParentBasedAlwaysOn, "sampled parent"),
+                (SamplerConfig::ParentBasedAlwaysOff, "sampled parent"),
+                (
+                    SamplerConfig::ParentBasedTraceIdRatio(0.5),
+                    "sampled parent"
+                ),
+            ]
+        );
+    }
 }
