@@ -6,7 +6,7 @@
 //! and one shutdown. The order matters: logging first (everything else
 //! reports through it), Sentry before the Tokio runtime starts (so every
 //! worker thread inherits its hub), the OTLP exporters inside the runtime (the
-//! tonic exporter needs it). Logs and metrics over OTLP slot in beside
+//! gRPC span exporter on a runtime of its own, off the request workers). Logs and metrics over OTLP slot in beside
 //! `traces`.
 
 mod errors;
@@ -41,6 +41,8 @@ pub enum TelemetryError {
     },
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
+    #[error("cannot start the span exporter's runtime")]
+    ExportRuntime(#[source] std::io::Error),
     #[error("the tracer provider was installed twice")]
     TracesInitTwice,
 }
@@ -78,9 +80,8 @@ impl Telemetry {
 
     /// Flushes spans, then Sentry events, each within its own time bound.
     ///
-    /// Both SDKs flush with blocking calls. Run on a Tokio worker they can
-    /// deadlock: the tonic exporter needs that same runtime to make progress,
-    /// and a 1-CPU pod has a single worker. So each flush runs on a plain OS
+    /// Both SDKs flush with blocking calls, which must not hold a Tokio
+    /// worker: a 1-CPU pod has a single one. So each flush runs on a plain OS
     /// thread while this task only awaits its result, with a deadline, so an
     /// unreachable collector or Sentry cannot hold the process past its bound.
     pub async fn shutdown(self) {
