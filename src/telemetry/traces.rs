@@ -114,8 +114,10 @@ pub fn start_span(
 /// Whether `sampler` records a span whose parent is `parent`, whatever its
 /// trace id, as the SDK's samplers decide it: a parent-based sampler follows
 /// the parent's sampled flag when the context has a span, and decides with
-/// its root sampler otherwise. `false` means "not known before the trace id",
-/// so a wrong answer can only cost an unused attribute vector.
+/// its root sampler otherwise. `false` also means "not known before the
+/// trace id": the span then gets its attributes after the decision. A wrong
+/// `true` would only build attributes for a span that drops them; the test
+/// below checks each case against the SDK's own samplers.
 fn certainly_records(sampler: SamplerConfig, parent: &Context) -> bool {
     let parent_sampled = parent
         .has_active_span()
