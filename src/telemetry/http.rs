@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_semantic_conventions::attribute::{
@@ -20,7 +20,7 @@ use opentelemetry_semantic_conventions::attribute::{
 };
 use url::Url;
 
-use super::start_span;
+use super::{Recorded, start_span};
 
 /// Axum middleware: wraps each request in a SERVER span named
 /// `{METHOD} {route}` (just `{METHOD}` when no route matched, to keep span
@@ -41,23 +41,24 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     // a span that records.
     let method_name = known_method(&method).unwrap_or("HTTP");
     let builder = SpanBuilder::from_name(method_name).with_kind(SpanKind::Server);
-    let cx = start_span(builder, &parent, |span| {
-        if let Some(route) = &route {
-            span.update_name(format!("{method_name} {}", route.as_str()));
-        }
-        let mut attributes = vec![
+    let cx = start_span(builder, &parent, || {
+        // Room for every request attribute, and for the response's status
+        // code and error type set when it ends.
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
             KeyValue::new(URL_PATH, path.clone()),
             KeyValue::new(URL_SCHEME, "http"),
             KeyValue::new(
                 NETWORK_PROTOCOL_VERSION,
                 protocol_version(request.version()),
             ),
-        ];
+        ]);
         push_method_attributes(&mut attributes, &method);
-        if let Some(route) = &route {
+        let name = route.as_ref().map(|route| {
             attributes.push(KeyValue::new(HTTP_ROUTE, route.as_str().to_owned()));
-        }
-        span.set_attributes(attributes);
+            [method_name, " ", route.as_str()].concat()
+        });
+        Recorded { name, attributes }
     })
     .unwrap_or(parent);
     let started = Instant::now();
@@ -111,8 +112,10 @@ impl ClientSpan {
         let builder = SpanBuilder::from_name(known_method(method).unwrap_or("HTTP"))
             .with_kind(SpanKind::Client);
         let started = Context::map_current(|current| {
-            start_span(builder, current, |span| {
-                let mut attributes = vec![KeyValue::new(URL_FULL, url.to_string())];
+            start_span(builder, current, || {
+                // Room for the response's status code and error type too.
+                let mut attributes = Vec::with_capacity(8);
+                attributes.push(KeyValue::new(URL_FULL, url.to_string()));
                 push_method_attributes(&mut attributes, method);
                 if let Some(host) = url.host_str() {
                     attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
@@ -120,7 +123,7 @@ impl ClientSpan {
                 if let Some(port) = url.port_or_known_default() {
                     attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
                 }
-                span.set_attributes(attributes);
+                attributes.into()
             })
         });
         Self {

@@ -28,6 +28,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::export_stats::{AdmissionProcessor, ExportStats, LOGS, ReportingExporter};
+use super::otlp::ExportRuntime;
 use super::resource::otel_resource;
 use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime, otlp};
 use crate::config::{ExporterConfig, LogsConfig, ResourceConfig};
@@ -103,14 +104,15 @@ pub struct Logs {
     provider: SdkLoggerProvider,
     /// `None` for the console exporter, which cannot fail.
     stats: Option<ExportStats>,
+    export_runtime: Option<ExportRuntime>,
 }
 
 impl Logs {
     /// Builds the logger provider and connects `bridge` to it; `None` with
     /// `OTEL_LOGS_EXPORTER=none`, when the bridge stays unconnected.
     ///
-    /// Must run inside a Tokio runtime: the tonic channel spawns its
-    /// connection task there. It connects lazily, so an unreachable collector
+    /// The gRPC exporter is built inside a runtime of its own (see
+    /// [`ExportRuntime`]). It connects lazily, so an unreachable collector
     /// does not delay startup.
     pub fn init(
         config: &LogsConfig,
@@ -127,14 +129,13 @@ impl Logs {
                 .build()
         };
         let provider = SdkLoggerProvider::builder().with_resource(otel_resource(resource));
-        let (provider, stats) = match &config.exporter {
+        let (provider, stats, export_runtime) = match &config.exporter {
             ExporterConfig::Otlp(otlp) => {
                 let stats = ExportStats::new(LOGS);
-                let exporter = ReportingExporter::new(
-                    otlp::log_exporter(otlp)?,
-                    otlp.endpoint.clone(),
-                    stats.clone(),
-                );
+                let (exporter, runtime) =
+                    ExportRuntime::build(otlp, "otel-export-log", otlp::log_exporter)?;
+                let exporter =
+                    ReportingExporter::new(exporter, otlp.endpoint.clone(), stats.clone());
                 let processor = AdmissionProcessor::new(
                     BatchLogProcessor::builder(exporter)
                         .with_batch_config(batch())
@@ -142,14 +143,18 @@ impl Logs {
                     config.batch.max_queue_size,
                     stats.clone(),
                 );
-                (provider.with_log_processor(processor), Some(stats))
+                (
+                    provider.with_log_processor(processor),
+                    Some(stats),
+                    Some(runtime),
+                )
             }
             ExporterConfig::Console => {
                 let processor =
                     BatchLogProcessor::builder(opentelemetry_stdout::LogExporter::default())
                         .with_batch_config(batch())
                         .build();
-                (provider.with_log_processor(processor), None)
+                (provider.with_log_processor(processor), None, None)
             }
             ExporterConfig::None => {
                 tracing::info!("OTEL_LOGS_EXPORTER=none: logs are printed, not exported");
@@ -162,7 +167,11 @@ impl Logs {
             .set(OpenTelemetryTracingBridge::new(&provider))
             .map_err(|_| TelemetryError::LogsInitTwice)?;
         tracing::info!(exporter = ?config.exporter, "log export started");
-        Ok(Some(Self { provider, stats }))
+        Ok(Some(Self {
+            provider,
+            stats,
+            export_runtime,
+        }))
     }
 
     /// Flushes the queued records within [`SPAN_FLUSH_TIMEOUT`] (it runs
@@ -172,7 +181,11 @@ impl Logs {
     /// The bridge stays connected to the shut-down provider, which drops
     /// what is written later: the lines logged from here on go to stdout.
     pub async fn shutdown(self) {
-        let Self { provider, stats } = self;
+        let Self {
+            provider,
+            stats,
+            export_runtime,
+        } = self;
         let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
             provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
         })
@@ -183,6 +196,9 @@ impl Logs {
                 tracing::warn!(%error, "log flush incomplete; unsent log records are lost")
             }
             None => tracing::warn!("log flush timed out; unsent log records are lost"),
+        }
+        if let Some(runtime) = export_runtime {
+            runtime.stop();
         }
         if let Some(stats) = stats {
             let counts = stats.counts();

@@ -6,8 +6,8 @@
 //! and one shutdown. The order matters: logging first (everything else
 //! reports through it), Sentry before the Tokio runtime starts (so every
 //! worker thread inherits its hub), the OTLP exporters inside the runtime (the
-//! tonic exporter needs it), the log exporter then joining the logging that
-//! already runs.
+//! gRPC exporters on a runtime of their own, off the request workers), the
+//! log exporter then joining the logging that already runs.
 
 mod errors;
 mod export_stats;
@@ -25,7 +25,7 @@ use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
 pub use logs::{Logs, LogsBridge};
-pub use traces::{Traces, current_trace_id, in_span, start_span};
+pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
 
@@ -45,6 +45,8 @@ pub enum TelemetryError {
     },
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
+    #[error("cannot start the span exporter's runtime")]
+    ExportRuntime(#[source] std::io::Error),
     #[error("the tracer provider was installed twice")]
     TracesInitTwice,
     #[error("the logs bridge was connected twice")]
@@ -95,9 +97,8 @@ impl Telemetry {
     /// Flushes spans and log records side by side, then Sentry events, each
     /// within its own time bound.
     ///
-    /// Both SDKs flush with blocking calls. Run on a Tokio worker they can
-    /// deadlock: the tonic exporter needs that same runtime to make progress,
-    /// and a 1-CPU pod has a single worker. So each flush runs on a plain OS
+    /// Both SDKs flush with blocking calls, which must not hold a Tokio
+    /// worker: a 1-CPU pod has a single one. So each flush runs on a plain OS
     /// thread while this task only awaits its result, with a deadline, so an
     /// unreachable collector or Sentry cannot hold the process past its bound.
     pub async fn shutdown(self) {
