@@ -30,7 +30,7 @@ use tracing_subscriber::registry::LookupSpan;
 use super::export_stats::{AdmissionProcessor, ExportStats, LOGS, ReportingExporter};
 use super::otlp::ExportRuntime;
 use super::resource::otel_resource;
-use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime, otlp};
+use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, flush, otlp};
 use crate::config::{ExporterConfig, LogsConfig, ResourceConfig};
 
 type Bridge = OpenTelemetryTracingBridge<SdkLoggerProvider, SdkLogger>;
@@ -186,20 +186,12 @@ impl Logs {
             stats,
             export_runtime,
         } = self;
-        let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
-            provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
-        })
+        flush(
+            "log records",
+            move || provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT),
+            export_runtime,
+        )
         .await;
-        match flushed {
-            Some(Ok(())) => tracing::info!("logs flushed"),
-            Some(Err(error)) => {
-                tracing::warn!(%error, "log flush incomplete; unsent log records are lost")
-            }
-            None => tracing::warn!("log flush timed out; unsent log records are lost"),
-        }
-        if let Some(runtime) = export_runtime {
-            runtime.stop();
-        }
         if let Some(stats) = stats {
             let counts = stats.counts();
             tracing::info!(

@@ -21,6 +21,8 @@ mod traces;
 
 use std::time::Duration;
 
+use opentelemetry_sdk::error::OTelSdkResult;
+
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
@@ -128,6 +130,27 @@ impl Telemetry {
                 None => tracing::warn!("sentry flush timed out; unsent events are lost"),
             }
         }
+    }
+}
+
+/// Shuts a signal's provider down with `shutdown` within
+/// [`SPAN_FLUSH_TIMEOUT`], then stops its exporter's runtime, and logs how the
+/// flush of `what` ("spans", "log records") ended.
+async fn flush(
+    what: &'static str,
+    shutdown: impl FnOnce() -> OTelSdkResult + Send + 'static,
+    export_runtime: Option<otlp::ExportRuntime>,
+) {
+    match off_runtime(SPAN_FLUSH_TIMEOUT, shutdown).await {
+        Some(Ok(())) => tracing::info!("{what} flushed"),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "{what} flush incomplete; unsent {what} are lost")
+        }
+        None => tracing::warn!("{what} flush timed out; unsent {what} are lost"),
+    }
+    // The flush is over or out of time: nothing is left to send.
+    if let Some(runtime) = export_runtime {
+        runtime.stop();
     }
 }
 

@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{
 use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter, SPANS};
 use super::otlp::ExportRuntime;
 use super::resource::otel_resource;
-use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, off_runtime, otlp, propagation};
+use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, flush, otlp, propagation};
 use crate::config::{ExporterConfig, ResourceConfig, SamplerConfig, TracesConfig};
 
 /// The instrumentation scope of every span this service creates.
@@ -216,23 +216,12 @@ impl Traces {
             stats,
             export_runtime,
         } = self;
-        let flushed = off_runtime(SPAN_FLUSH_TIMEOUT, move || {
-            provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT)
-        })
+        flush(
+            "spans",
+            move || provider.shutdown_with_timeout(SPAN_FLUSH_TIMEOUT),
+            export_runtime,
+        )
         .await;
-        match flushed {
-            Some(Ok(())) => tracing::info!("spans flushed"),
-            Some(Err(error)) => {
-                tracing::warn!(%error, "span flush incomplete; unsent spans are lost")
-            }
-            None => tracing::warn!("span flush timed out; unsent spans are lost"),
-        }
-        // The flush is over or out of time: nothing is left to send. Without
-        // waiting for its tasks, so the bound above stays the only wait; an
-        // export still in flight fails and lets the flush thread end.
-        if let Some(runtime) = export_runtime {
-            runtime.stop();
-        }
         let counts = stats.counts();
         tracing::info!(
             spans.exported = counts.exported,
