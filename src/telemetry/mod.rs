@@ -45,6 +45,8 @@ pub enum TelemetryError {
         signal: &'static str,
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    #[error("cannot set up the gRPC connection to the OTLP endpoint")]
+    GrpcEndpoint(#[source] tonic::transport::Error),
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
     #[error("cannot start the span exporter's runtime")]

@@ -3,12 +3,14 @@
 //! their own threads), with the settings resolved in `config::otel`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use opentelemetry_otlp::{
     Compression, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use tokio::runtime::Runtime;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TelemetryError;
 use crate::config::{OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol};
@@ -39,11 +41,19 @@ impl ExportRuntime {
                     .enable_all()
                     .build()
                     .map_err(TelemetryError::ExportRuntime)?;
-                let exporter = {
+                let built = {
                     let _entered = runtime.enter();
-                    build(config)?
+                    build(config)
                 };
-                Ok((exporter, Self(Some(runtime))))
+                match built {
+                    Ok(exporter) => Ok((exporter, Self(Some(runtime)))),
+                    Err(error) => {
+                        // Dropping a runtime blocks, which panics when the
+                        // caller is itself on a runtime, as `serve` is.
+                        runtime.shutdown_background();
+                        Err(error)
+                    }
+                }
             }
             OtlpProtocol::HttpProtobuf => Ok((build(config)?, Self(None))),
         }
@@ -89,12 +99,65 @@ pub(super) fn log_exporter(
     })
 }
 
+/// How long a connection to the collector may go without a frame while an
+/// export waits on it before it is pinged. A peer that vanished without a
+/// FIN (a pod deleted behind a Service, a node gone) leaves a connection
+/// that TCP alone would retransmit into for about 15 minutes, each export
+/// timing out on it in turn. With the ping unanswered within
+/// [`KEEPALIVE_TIMEOUT`], the connection is dropped and the export retried
+/// on a new one, inside the default 10 s export timeout, so the batch is
+/// not lost. Pings go only while an export waits, never on an idle
+/// connection: a healthy collector answers in milliseconds and never sees
+/// one, and a gRPC server's keepalive enforcement (grpc-go's `too_many_pings`
+/// for pings more often than every 5 minutes) is met by the response that
+/// ends each export and clears its count.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long the ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The gRPC channel to the collector, built here rather than by the
+/// exporter for what the exporter does not set:
+/// - a connect timeout, a third of the export's: tonic's request timeout
+///   starts once connected, so a connect whose SYNs go unanswered (a pod IP
+///   that is gone) would hold every export for the kernel's two minutes of
+///   retries; a third leaves the export time to retry elsewhere. It bounds
+///   the TLS handshake too;
+/// - the keepalive above;
+/// - TLS for `https://` endpoints with the platform's trusted roots
+///   (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), the roots and crypto
+///   provider the HTTP exporter's reqwest uses too.
+///
+/// Lazy: the first export connects, so a collector that is not up yet never
+/// delays startup.
+fn grpc_channel(config: &OtlpConfig) -> Result<Channel, TelemetryError> {
+    let connect_timeout = config.timeout / 3;
+    let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(TelemetryError::GrpcEndpoint)?
+        .timeout(config.timeout)
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false);
+    let endpoint = if endpoint.uri().scheme_str() == Some("https") {
+        let tls = ClientTlsConfig::new()
+            .with_native_roots()
+            .timeout(connect_timeout);
+        endpoint
+            .tls_config(tls)
+            .map_err(TelemetryError::GrpcEndpoint)?
+    } else {
+        endpoint
+    };
+    Ok(endpoint.connect_lazy())
+}
+
 fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
     builder: B,
     config: &OtlpConfig,
 ) -> Result<B, TelemetryError> {
     let builder = builder
-        .with_endpoint(config.endpoint.clone())
+        .with_channel(grpc_channel(config)?)
         .with_timeout(config.timeout)
         .with_metadata(metadata(&config.headers)?);
     Ok(match compression(config.compression) {
@@ -137,4 +200,42 @@ fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
         metadata.insert(key, value);
     }
     Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OtlpCompression, OtlpHeaders};
+
+    fn grpc_config() -> OtlpConfig {
+        OtlpConfig {
+            protocol: OtlpProtocol::Grpc,
+            endpoint: "http://127.0.0.1:4317".to_owned(),
+            timeout: Duration::from_secs(10),
+            compression: OtlpCompression::None,
+            headers: OtlpHeaders::default(),
+        }
+    }
+
+    /// `serve` builds its exporters on its own runtime, where dropping the
+    /// exporter's runtime the plain way panics instead of reporting.
+    #[tokio::test]
+    async fn a_failed_build_on_a_runtime_returns_its_error() {
+        let built = ExportRuntime::build(&grpc_config(), "otel-export-test", |_| {
+            Err::<(), _>(TelemetryError::OtlpHeader("x-bad".to_owned()))
+        });
+        assert!(matches!(built, Err(TelemetryError::OtlpHeader(_))));
+    }
+
+    #[tokio::test]
+    async fn an_https_endpoint_gets_a_grpc_channel() {
+        let config = OtlpConfig {
+            endpoint: "https://collector.example:4317".to_owned(),
+            ..grpc_config()
+        };
+        let (exporter, runtime) =
+            ExportRuntime::build(&config, "otel-export-test", span_exporter).unwrap();
+        drop(exporter);
+        runtime.stop();
+    }
 }

@@ -6,6 +6,7 @@
 //! `helpers::serial`): a latency or shutdown bound measured while another
 //! test floods the machine would measure the flood.
 
+mod connection;
 mod helpers;
 mod latency;
 mod logs;

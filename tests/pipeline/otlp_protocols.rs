@@ -1,9 +1,11 @@
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` and `..._COMPRESSION` against the real
 //! collector's `otlp` receiver: each protocol reaches its own port, the HTTP
-//! endpoint follows the specification's path rules, and gzip is accepted.
+//! endpoint follows the specification's path rules, gzip is accepted, and
+//! `https://` endpoints are verified against the trusted roots.
 
 use somework_testkit::collector::{self, Collector, CollectorBuilder};
 use somework_testkit::service::ServiceBuilder;
+use somework_testkit::tls::TestCertificates;
 
 use crate::helpers::{WAIT, request, span_names};
 
@@ -32,8 +34,19 @@ async fn delivers_over(
         .set("processors.batch.timeout", "200ms")
         .start()
         .await;
+    assert_delivered(&collector, transport, env(&collector)).await;
+}
+
+/// Sends one `/somework` and one `/errorwork` request from a service with
+/// `env` and checks that `collector` printed all their spans and took them in
+/// over `transport` only.
+async fn assert_delivered(
+    collector: &Collector,
+    transport: &str,
+    env: Vec<(&'static str, String)>,
+) {
     let mut service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"));
-    for (key, value) in env(&collector) {
+    for (key, value) in env {
         service = service.env(key, value);
     }
     let service = service.start().await;
@@ -64,8 +77,8 @@ async fn delivers_over(
     }
     let other = if transport == "http" { "grpc" } else { "http" };
     let spans = 2.0 * span_names("/somework").len() as f64;
-    assert_eq!(accepted_over(&collector, transport).await, spans);
-    assert_eq!(accepted_over(&collector, other).await, 0.0);
+    assert_eq!(accepted_over(collector, transport).await, spans);
+    assert_eq!(accepted_over(collector, other).await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,4 +133,86 @@ async fn per_signal_http_settings_win_over_generic_grpc_ones() {
         ]
     })
     .await;
+}
+
+/// Over `https://`, each protocol verifies the collector's certificate
+/// against the trusted roots: with its CA in `SSL_CERT_FILE` the spans
+/// arrive; with only the platform's roots the export fails and nothing is
+/// taken in.
+async fn tls_is_verified_over(transport: &str) {
+    let Some(binary) = collector::binary() else {
+        return;
+    };
+    let certificates = TestCertificates::new();
+    let (cert, key) = (
+        certificates.server_cert_file(),
+        certificates.server_key_file(),
+    );
+    let mut builder =
+        CollectorBuilder::new(&binary, "local.yaml").set("processors.batch.timeout", "200ms");
+    for protocol in ["grpc", "http"] {
+        builder = builder
+            .set(
+                &format!("receivers.otlp.protocols.{protocol}.tls.cert_file"),
+                &cert.display().to_string(),
+            )
+            .set(
+                &format!("receivers.otlp.protocols.{protocol}.tls.key_file"),
+                &key.display().to_string(),
+            );
+    }
+    let collector = builder.start().await;
+    let endpoint = match transport {
+        "grpc" => collector.otlp_grpc_endpoint(),
+        _ => collector.otlp_http_endpoint(),
+    }
+    .replacen("http://", "https://", 1);
+    let protocol = match transport {
+        "grpc" => "grpc",
+        _ => "http/protobuf",
+    };
+
+    let untrusting = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .start()
+        .await;
+    request(&untrusting, "/somework").await;
+    untrusting
+        .wait_for_log(WAIT, |line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("span export failed"))
+        })
+        .await;
+    assert_eq!(
+        accepted_over(&collector, transport).await,
+        0.0,
+        "spans were taken in from a service that does not trust the collector's CA"
+    );
+
+    assert_delivered(
+        &collector,
+        transport,
+        vec![
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+            (
+                "SSL_CERT_FILE",
+                certificates.ca_file().display().to_string(),
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_over_tls_trusts_only_the_trusted_roots() {
+    tls_is_verified_over("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_protobuf_over_tls_trusts_only_the_trusted_roots() {
+    tls_is_verified_over("http").await;
 }

@@ -14,5 +14,6 @@ pub mod process;
 pub mod results;
 pub mod sentry_double;
 pub mod service;
+pub mod tls;
 pub mod tools;
 pub mod wait;

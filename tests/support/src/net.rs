@@ -1,14 +1,16 @@
-//! Network fault helpers: a port nobody listens on, and a peer that accepts
-//! connections but never answers.
+//! Network fault helpers: a port nobody listens on, a peer that accepts
+//! connections but never answers, one whose SYNs go unanswered, and a relay
+//! whose connections can die without a word.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// A loopback port with nothing listening on it, held for as long as this
 /// lives: connections are refused, and no other process can bind the port
@@ -104,6 +106,124 @@ impl Blackhole {
 }
 
 impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A loopback listener whose accept queue is full, so the kernel drops every
+/// SYN it gets: a connect to it hangs, retrying for about two minutes, as a
+/// connect to a pod IP that is gone can. Bound with a backlog of 0, which
+/// Linux takes as one pending connection, and filled with one of its own.
+#[derive(Debug)]
+pub struct UnansweredSyns {
+    /// Never accepts.
+    _listener: Socket,
+    /// Holds the one place in the accept queue.
+    _filler: std::net::TcpStream,
+    addr: SocketAddr,
+}
+
+impl UnansweredSyns {
+    pub fn start() -> Self {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+            .expect("cannot create a socket");
+        let any_port: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
+        listener
+            .bind(&any_port.into())
+            .expect("cannot bind a loopback port");
+        listener.listen(0).expect("cannot listen");
+        let addr = listener
+            .local_addr()
+            .ok()
+            .and_then(|addr| addr.as_socket())
+            .expect("a bound IPv4 address");
+        let filler = std::net::TcpStream::connect(addr).expect("the first connect fills the queue");
+        Self {
+            _listener: listener,
+            _filler: filler,
+            addr,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// A TCP relay to `target` whose open connections can go silent at once: a
+/// stand-in for the network path to a collector pod whose end vanished
+/// without a FIN or RST (a pod deleted behind a Service, a node gone). A
+/// silent connection stays open and carries nothing either way, as TCP
+/// keeps retransmitting into it; connections opened afterwards are relayed
+/// as before, as the Service would route them to a new pod.
+#[derive(Debug)]
+pub struct Relay {
+    addr: SocketAddr,
+    silence: watch::Sender<u64>,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("cannot bind the relay");
+        let addr = listener.local_addr().expect("bound address");
+        let (silence, _) = watch::channel(0);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(relay(listener, target, silence.clone(), accepted.clone()));
+        Self {
+            addr,
+            silence,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every connection open now stops carrying bytes, and stays open.
+    pub fn go_silent(&self) {
+        self.silence.send_modify(|generation| *generation += 1);
+    }
+
+    /// How many connections the relay has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+async fn relay(
+    listener: TcpListener,
+    target: SocketAddr,
+    silence: watch::Sender<u64>,
+    accepted: Arc<AtomicUsize>,
+) {
+    // Dropped with the accept loop when the relay is: every connection goes.
+    let mut connections = JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        accepted.fetch_add(1, Ordering::SeqCst);
+        // Subscribed before the task runs, so a `go_silent` that comes
+        // before its first poll still silences it.
+        let mut silenced = silence.subscribe();
+        connections.spawn(async move {
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = silenced.changed() => std::future::pending::<()>().await,
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
     }
