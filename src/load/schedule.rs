@@ -25,6 +25,14 @@ use super::mix::{Draw, Planned};
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 /// Longest the ticker sleeps at once, so that it notices a stop quickly.
 const TICKER_NAP: Duration = Duration::from_millis(50);
+/// Shortest the ticker sleeps, even when the next request is due sooner:
+/// it then releases every request that fell due meanwhile at once. Waking
+/// once per request cost more than the requests at high rates: at 40 000
+/// req/s on one core, the ticker's wake-ups and the worker's switches left
+/// the open loop at 37 000 while the closed loop reached 66 000. A request
+/// released up to this much after its time still has its latency counted
+/// from its schedule, and stays well under [`LATE_AFTER`].
+const TICKER_MIN_NAP: Duration = Duration::from_micros(200);
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,7 +209,7 @@ impl Schedule {
             }
             let next_due = Duration::from_secs_f64(released as f64 / rate);
             let wait = next_due.saturating_sub(self.start.elapsed());
-            std::thread::sleep(wait.min(TICKER_NAP));
+            std::thread::sleep(wait.clamp(TICKER_MIN_NAP, TICKER_NAP));
         }
         if !self.is_stopped() {
             self.due.add_permits(connections);
