@@ -2,14 +2,16 @@
 //! no refusal, as a pod deleted behind a Service can leave them. The
 //! exporter must notice on its own, or every export waits on them.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::net::{Relay, UnansweredSyns};
 use somework_testkit::otlp::OtlpReceiver;
 
-use crate::helpers::{assert_prompt_clean_exit, figures, otlp, serial, wait_for_message};
+use crate::helpers::{
+    answered_traces, assert_prompt_clean_exit, figures, missing_traces, otlp, serial,
+    wait_for_message,
+};
 
 /// The exporter's HTTP/2 keepalive pings a connection that an export waits
 /// on (after 5 s without a frame, 3 s to answer), so that bounds how long a
@@ -22,14 +24,9 @@ async fn a_connection_whose_peer_vanished_is_dropped_and_exports_resume() {
     let receiver = OtlpReceiver::start().await;
     let relay = Relay::start(receiver.addr()).await;
     let service = otlp(format!("http://{}", relay.addr())).start().await;
-    let request = || async {
-        let reply = service.get_somework().await;
-        assert_eq!(reply.status, 200, "the service kept answering");
-        reply.trace_id()
-    };
 
-    let before = request().await;
-    receiver.trace(&before, 4, Duration::from_secs(10)).await;
+    let before = answered_traces(&service, 1).await;
+    receiver.trace(&before[0], 4, Duration::from_secs(10)).await;
     assert_eq!(
         relay.connections(),
         1,
@@ -38,24 +35,14 @@ async fn a_connection_whose_peer_vanished_is_dropped_and_exports_resume() {
 
     relay.go_silent();
     let silent_at = Instant::now();
-    let mut after = Vec::new();
-    for _ in 0..20 {
-        after.push(request().await);
-    }
-    let spans = receiver
-        .wait_for(SILENT_CONNECTION_DROPPED_WITHIN, |spans| {
-            let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
-            after.iter().all(|t| ids.contains(t))
-        })
-        .await;
+    let after = answered_traces(&service, 20).await;
+    let missing = missing_traces(&receiver, &after, SILENT_CONNECTION_DROPPED_WITHIN).await;
     let arrived_after = silent_at.elapsed();
-    let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
-    let missing = after.iter().filter(|t| !ids.contains(*t)).count();
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} traces made after the connection went silent never arrived within {SILENT_CONNECTION_DROPPED_WITHIN:?}: \
+    assert!(
+        missing.is_empty(),
+        "{} of {} traces made after the connection went silent never arrived within {SILENT_CONNECTION_DROPPED_WITHIN:?}: \
          exports kept waiting on the dead connection; service output:\n{}",
+        missing.len(),
         after.len(),
         service.logs().join("\n")
     );

@@ -1,9 +1,11 @@
 //! Starting services that point at faulty telemetry backends, and measuring
 //! what the faults cost them.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::otlp::OtlpReceiver;
 use somework_testkit::service::{Service, ServiceBuilder};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -24,6 +26,39 @@ pub async fn serial() -> MutexGuard<'static, ()> {
 /// The service exporting spans to `endpoint`.
 pub fn otlp(endpoint: impl Into<String>) -> ServiceBuilder {
     ServiceBuilder::new(env!("CARGO_BIN_EXE_somework")).env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+}
+
+/// Sends `count` `/somework` requests, asserts that each was answered
+/// whatever the collector is doing, and returns their trace ids.
+pub async fn answered_traces(service: &Service, count: usize) -> Vec<String> {
+    let mut traces = Vec::with_capacity(count);
+    for _ in 0..count {
+        let reply = service.get_somework().await;
+        assert_eq!(reply.status, 200, "the service kept answering");
+        traces.push(reply.trace_id());
+    }
+    traces
+}
+
+/// Waits up to `within` until `receiver` has a span of each of `traces`;
+/// returns the ones that never arrived.
+pub async fn missing_traces(
+    receiver: &OtlpReceiver,
+    traces: &[String],
+    within: Duration,
+) -> Vec<String> {
+    let spans = receiver
+        .wait_for(within, |spans| {
+            let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
+            traces.iter().all(|t| ids.contains(t))
+        })
+        .await;
+    let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
+    traces
+        .iter()
+        .filter(|t| !ids.contains(*t))
+        .cloned()
+        .collect()
 }
 
 /// Sends `rounds` requests to each service in turn and returns each one's

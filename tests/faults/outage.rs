@@ -2,7 +2,6 @@
 //! restart, and through an outage its memory stays flat while every span is
 //! accounted for (exported, failed, dropped or unsent at exit).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use somework_testkit::api::SomeworkApi as _;
@@ -13,8 +12,8 @@ use somework_testkit::process::rss_kib;
 use somework_testkit::otlp::Behaviour;
 
 use crate::helpers::{
-    SHUTDOWN_BOUND, assert_prompt_clean_exit, count_logs, export_summary, figures, otlp, serial,
-    wait_for_message,
+    SHUTDOWN_BOUND, answered_traces, assert_prompt_clean_exit, count_logs, export_summary, figures,
+    missing_traces, otlp, serial, wait_for_message,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -22,38 +21,22 @@ async fn the_service_reconnects_after_a_collector_restart() {
     let _serial = serial().await;
     let receiver = OtlpReceiver::start().await;
     let service = otlp(receiver.endpoint()).start().await;
-    let request = || async {
-        let reply = service.get_somework().await;
-        assert_eq!(reply.status, 200, "the service kept answering");
-        reply.trace_id()
-    };
 
-    let before = request().await;
-    receiver.trace(&before, 4, Duration::from_secs(10)).await;
+    let before = answered_traces(&service, 1).await;
+    receiver.trace(&before[0], 4, Duration::from_secs(10)).await;
     let addr = receiver.kill().await;
 
     // The collector is gone: requests still succeed, and their export fails.
-    for _ in 0..50 {
-        request().await;
-    }
+    answered_traces(&service, 50).await;
     wait_for_message(&service, "span export failed").await;
 
     let restarted = OtlpReceiver::start_on(addr).await;
-    let mut after = Vec::new();
-    for _ in 0..20 {
-        after.push(request().await);
-    }
-    let spans = restarted
-        .wait_for(Duration::from_secs(20), |spans| {
-            let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
-            after.iter().all(|t| ids.contains(t))
-        })
-        .await;
-    let ids: HashSet<_> = spans.iter().map(|s| s.trace_id()).collect();
-    let missing = after.iter().filter(|t| !ids.contains(*t)).count();
-    assert_eq!(
-        missing, 0,
-        "{missing} traces created after the restart never arrived"
+    let after = answered_traces(&service, 20).await;
+    let missing = missing_traces(&restarted, &after, Duration::from_secs(20)).await;
+    assert!(
+        missing.is_empty(),
+        "{} traces created after the restart never arrived",
+        missing.len()
     );
     assert_prompt_clean_exit(service).await;
 }

@@ -31,6 +31,15 @@ impl ClosedPort {
 
 /// Reserves a port that refuses connections; see [`ClosedPort`].
 pub fn closed_port() -> ClosedPort {
+    let (socket, addr) = bound_loopback_socket();
+    ClosedPort {
+        _bound: socket,
+        addr,
+    }
+}
+
+/// A TCP socket bound to a free loopback port, and that port.
+fn bound_loopback_socket() -> (Socket, SocketAddr) {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
         .expect("cannot create a socket");
     let any_port: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
@@ -42,10 +51,7 @@ pub fn closed_port() -> ClosedPort {
         .ok()
         .and_then(|addr| addr.as_socket())
         .expect("a bound IPv4 address");
-    ClosedPort {
-        _bound: socket,
-        addr,
-    }
+    (socket, addr)
 }
 
 /// Accepts TCP connections and never reads or writes: a hung collector or a
@@ -126,18 +132,8 @@ pub struct UnansweredSyns {
 
 impl UnansweredSyns {
     pub fn start() -> Self {
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-            .expect("cannot create a socket");
-        let any_port: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
-        listener
-            .bind(&any_port.into())
-            .expect("cannot bind a loopback port");
+        let (listener, addr) = bound_loopback_socket();
         listener.listen(0).expect("cannot listen");
-        let addr = listener
-            .local_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket())
-            .expect("a bound IPv4 address");
         let filler = std::net::TcpStream::connect(addr).expect("the first connect fills the queue");
         Self {
             _listener: listener,
