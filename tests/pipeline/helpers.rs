@@ -76,14 +76,17 @@ pub fn sentry_collector_builder(
 
 /// The service exporting its spans to `collector` as `service_name`.
 pub async fn service(collector: &Collector, service_name: &str) -> Service {
+    service_builder(collector, service_name).start().await
+}
+
+/// [`service`], not started yet, for tests that set more of its environment.
+pub fn service_builder(collector: &Collector, service_name: &str) -> ServiceBuilder {
     ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             collector.otlp_grpc_endpoint(),
         )
         .env("OTEL_SERVICE_NAME", service_name)
-        .start()
-        .await
 }
 
 /// GETs `path` and returns the status and the trace id the service answered with.

@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 use prometheus_parse::Value;
 use somework_testkit::collector;
 use somework_testkit::sentry_double::SentryDouble;
-use somework_testkit::service::ServiceBuilder;
 
 use crate::helpers::{
     PROJECT, RED_CALLS, RED_DURATION, RED_FLUSH, parse_red, request, route_red,
-    sentry_collector_builder, wait_for_red,
+    sentry_collector_builder, service_builder, wait_for_red,
 };
 
 /// Requests of each kind; the counts must come back exactly.
@@ -72,12 +71,7 @@ async fn red_metrics_count_every_request_and_error_per_route_with_bounded_labels
         .set("connectors.span_metrics.metrics_flush_interval", RED_FLUSH)
         .start()
         .await;
-    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            collector.otlp_grpc_endpoint(),
-        )
-        .env("OTEL_SERVICE_NAME", "somework")
+    let service = service_builder(&collector, "somework")
         .env("OTEL_TRACES_SAMPLER", "always_on")
         .env("ERROR_RATE", "0")
         .start()

@@ -11,10 +11,10 @@ use somework_testkit::bugsink::Bugsink;
 use somework_testkit::collector::{self, CollectorBuilder};
 use somework_testkit::otlp::{Attr, ReceivedLog};
 use somework_testkit::sentry_double::{IngestedLog, IngestedSpan, SentryDouble};
-use somework_testkit::service::ServiceBuilder;
 
 use crate::helpers::{
     EVENT_WAIT, PROJECT, WAIT, by_trace, complete, pretty, sentry_collector, sentry_env,
+    service_builder,
 };
 
 const ERROR_MESSAGE: &str = "ErrorWork failed: the simulated dependency is unavailable";
@@ -62,12 +62,7 @@ async fn log_records_reach_sentry_logs_with_the_ids_of_their_error_event_and_spa
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
     let collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
-    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            collector.otlp_grpc_endpoint(),
-        )
-        .env("OTEL_SERVICE_NAME", "somework")
+    let service = service_builder(&collector, "somework")
         .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
         .env("ERROR_RATE", "1")
         .env("SENTRY_DSN", bugsink.dsn())
@@ -194,12 +189,7 @@ async fn tail_sampling_drops_a_plain_trace_but_never_its_logs() {
         builder = builder.env(key, value);
     }
     let collector = builder.start().await;
-    let service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            collector.otlp_grpc_endpoint(),
-        )
-        .env("OTEL_SERVICE_NAME", "somework")
+    let service = service_builder(&collector, "somework")
         .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
         .start()
         .await;

@@ -145,18 +145,24 @@ async fn each_record_carries_the_ids_of_the_span_it_was_written_in() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn logs_exporter_none_exports_no_record_and_keeps_the_lines() {
+/// One traced `/somework` request with `OTEL_LOGS_EXPORTER=exporter`, its
+/// spans received and the service stopped: the app and the trace id.
+async fn one_request_then_stop(exporter: &str) -> (TestApp, String) {
     let mut app = spawn_app_with(|s| {
-        s.env("OTEL_LOGS_EXPORTER", "none")
+        s.env("OTEL_LOGS_EXPORTER", exporter)
             .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
     })
     .await;
-
     let trace_id = app.get_somework().await.trace_id();
     app.spans_of(&trace_id, 4).await;
     let (status, _) = app.terminate().await;
     assert!(status.success(), "{status:?}");
+    (app, trace_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_exporter_none_exports_no_record_and_keeps_the_lines() {
+    let (app, trace_id) = one_request_then_stop("none").await;
     assert_eq!(app.receiver.log_export_calls(), 0, "a log was exported");
     assert!(
         app.service
@@ -169,16 +175,7 @@ async fn logs_exporter_none_exports_no_record_and_keeps_the_lines() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_exporter_console_prints_records_instead_of_sending_them() {
-    let mut app = spawn_app_with(|s| {
-        s.env("OTEL_LOGS_EXPORTER", "console")
-            .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
-    })
-    .await;
-
-    let trace_id = app.get_somework().await.trace_id();
-    app.spans_of(&trace_id, 4).await;
-    let (status, _) = app.terminate().await;
-    assert!(status.success(), "{status:?}");
+    let (app, trace_id) = one_request_then_stop("console").await;
     assert_eq!(app.receiver.log_export_calls(), 0, "a log went over OTLP");
     let stdout = app.service.logs().join("\n");
     assert!(
