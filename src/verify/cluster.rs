@@ -13,6 +13,9 @@ use super::report::Check;
 
 /// Lines of a bad container's log shown in the report.
 const LOG_LINES: i64 = 5;
+/// How long one connection to the API server gets for TCP and TLS, as
+/// client-go gives its TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why `verify` cannot talk to the cluster, or what the cluster refused.
 /// Each variant prints as one line that says what to do.
@@ -94,7 +97,11 @@ impl Access<'_> {
             ),
             kube::Error::Auth(error) => ClusterError::Credentials(innermost(&error)),
             kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                let reason = innermost(&error);
+                let reason = if connect_timed_out(&error) {
+                    format!("no answer to TCP and TLS within {CONNECT_TIMEOUT:?}")
+                } else {
+                    innermost(&error)
+                };
                 if looks_like_tls(&error) {
                     ClusterError::Tls {
                         url: url.to_owned(),
@@ -120,6 +127,24 @@ fn innermost(error: &dyn std::error::Error) -> String {
         current = source;
     }
     current.to_string()
+}
+
+/// Whether the chain holds the connect timeout's error: an io error of kind
+/// `TimedOut` around tokio's `Elapsed` (a read timeout carries nothing).
+fn connect_timed_out(error: &kube::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(level) = current {
+        if let Some(io) = level.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<tokio::time::error::Elapsed>())
+        {
+            return true;
+        }
+        current = level.source();
+    }
+    false
 }
 
 /// Whether the chain holds a rustls error. Boxes and io errors hide what
@@ -156,9 +181,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Connects with `context`; `connect_timeout` bounds each connection's
+    /// TCP and TLS, and `None` leaves that to the caller's own deadline.
     pub async fn connect(
         context: Option<&str>,
-        connect_timeout: Duration,
+        connect_timeout: Option<Duration>,
     ) -> Result<Self, ClusterError> {
         let mut config = match context {
             Some(context) => {
@@ -183,7 +210,7 @@ impl Cluster {
                 ))
             })?,
         };
-        config.connect_timeout = Some(connect_timeout);
+        config.connect_timeout = connect_timeout;
         let url = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|error| ClusterError::Tls {
             url: url.clone(),

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use self::cluster::{Cluster, ClusterError, Workload, WorkloadState};
+use self::cluster::{CONNECT_TIMEOUT, Cluster, ClusterError, Workload, WorkloadState};
 use self::forward::Forward;
 use self::report::{Check, Report, TraceRef};
 use self::traffic::{BACKEND, ENDPOINTS, FRONTEND, Sent};
@@ -185,7 +185,10 @@ async fn verify(args: &VerifyArgs, step: &Step) -> Result<Report, ClusterError> 
     let obs = args.collector_namespace.as_str();
 
     step.set("connecting to the Kubernetes API server");
-    let cluster = Cluster::connect(args.context.as_deref(), args.timeout.min(FLUSH_WAIT)).await?;
+    // Two timers ending together would race for the message: a hung server
+    // is named after CONNECT_TIMEOUT only when --timeout is well past it.
+    let connect_timeout = (args.timeout >= 2 * CONNECT_TIMEOUT).then_some(CONNECT_TIMEOUT);
+    let cluster = Cluster::connect(args.context.as_deref(), connect_timeout).await?;
 
     step.set("checking the Deployments");
     let (collector, jaeger, bugsink, frontend, backend) = tokio::join!(

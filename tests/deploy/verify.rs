@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use somework::verify::cluster::CONNECT_TIMEOUT;
 use somework::verify::metrics::CollectorMetrics;
 use somework::verify::red::{EndpointRed, RedReport, RouteCounts, SpanMetrics};
 use somework::verify::report::Outcome;
@@ -154,6 +155,25 @@ async fn a_hung_api_server_is_given_up_on_at_the_timeout() {
         "verify: gave up after --timeout 3s while connecting to the Kubernetes API server",
     );
     assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_hung_api_server_is_named_unreachable_after_the_connect_timeout() {
+    let blackhole = Blackhole::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = format!("https://{}", blackhole.addr());
+    let config = kubeconfig(dir.path(), &server);
+    let (output, elapsed) = verify(&config, &["--timeout", "60s"]).await;
+    assert_one_line_failure(
+        &output,
+        elapsed,
+        CONNECT_TIMEOUT + Duration::from_secs(5),
+        &format!(
+            "verify: cannot reach the Kubernetes API server at {server}/: \
+             no answer to TCP and TLS within {CONNECT_TIMEOUT:?}"
+        ),
+    );
+    assert!(elapsed >= CONNECT_TIMEOUT, "{elapsed:?}");
 }
 
 #[tokio::test]
