@@ -129,7 +129,6 @@ impl CollectorMetrics {
     /// they are now. A counter that went down (the collector restarted)
     /// counts from zero.
     pub fn since(&self, before: &Self) -> Self {
-        let delta = |now: f64, then: f64| if now >= then { now - then } else { now };
         let receivers = self
             .receivers
             .iter()
@@ -186,6 +185,12 @@ impl CollectorMetrics {
                 drained && (handled >= accepted || (self.samples_traces && handled > 0.0))
             })
     }
+}
+
+/// A counter's growth from `then` to `now`. One that went down was reset
+/// (its process restarted) and counts from zero, as PromQL's `increase`.
+pub(super) fn delta(now: f64, then: f64) -> f64 {
+    if now >= then { now - then } else { now }
 }
 
 fn base_name(metric: &str) -> &str {

@@ -256,33 +256,49 @@ struct Workloads<'a> {
     frontend: &'a WorkloadState,
 }
 
-/// Opens a port-forward to `service`'s port `port_name` and proves it with
-/// one GET of `probe`; a row either way.
+/// A port-forward to `service`'s `port_name`, proved by a GET of `probe`,
+/// and the check that says how that went.
 async fn open_forward(
     cluster: &Cluster,
     namespace: &str,
     service: &str,
     port_name: &str,
     probe: &str,
-) -> Result<(Forward, Check), Check> {
+) -> (Option<Forward>, Check) {
     let name = format!("port-forward {namespace}/{service}:{port_name}");
     let expected = format!("GET {probe} answers 200");
     let forward = match Forward::to_service(cluster, namespace, service, port_name).await {
         Ok(forward) => forward,
-        Err(error) => return Err(Check::fail(name, expected, error.to_string())),
+        Err(error) => return (None, Check::fail(name, expected, error.to_string())),
     };
     match forward.get(probe, &[], REQUEST_TIMEOUT).await {
         Ok(reply) if reply.status == 200 => {
             let seen = format!("200 from pod {}", forward.pod());
-            Ok((forward, Check::pass(name, expected, seen)))
+            (Some(forward), Check::pass(name, expected, seen))
         }
-        Ok(reply) => Err(Check::fail(
-            name,
-            expected,
-            format!("{} answered {}", forward.target, reply.status),
-        )),
-        Err(error) => Err(Check::fail(name, expected, error.to_string())),
+        Ok(reply) => {
+            let seen = format!("{} answered {}", forward.target, reply.status);
+            (None, Check::fail(name, expected, seen))
+        }
+        Err(error) => (None, Check::fail(name, expected, error.to_string())),
     }
+}
+
+/// [`open_forward`] for a workload that may be missing: nothing when it is
+/// not available, and its check in the report otherwise.
+async fn open_optional_forward(
+    cluster: &Cluster,
+    report: &mut Report,
+    workload: &WorkloadState,
+    namespace: &str,
+    (service, port_name, probe): (&str, &str, &str),
+) -> Option<Forward> {
+    if !workload.available {
+        return None;
+    }
+    let (forward, check) = open_forward(cluster, namespace, service, port_name, probe).await;
+    report.checks.push(check);
+    forward
 }
 
 async fn run_traffic_and_backends(
@@ -306,81 +322,30 @@ async fn run_traffic_and_backends(
         return Ok(());
     }
     step.set("opening port-forwards through the API server");
-    let frontend =
-        match open_forward(cluster, &args.app_namespace, FRONTEND, "http", "/readyz").await {
-            Ok((forward, check)) => {
-                report.checks.push(check);
-                forward
-            }
-            Err(check) => {
-                let forbidden = check.seen.starts_with("forbidden");
-                report.checks.push(check);
-                if forbidden {
-                    // The same refusal would hit every other forward.
-                    skip_all(report, "port-forwards are forbidden");
-                    return Ok(());
-                }
-                skip_all(report, "no port-forward to the frontend");
-                return Ok(());
-            }
-        };
-    let collector = if workloads.collector.available {
-        match open_forward(cluster, obs, COLLECTOR, "metrics", "/metrics").await {
-            Ok((forward, check)) => {
-                report.checks.push(check);
-                Some(forward)
-            }
-            Err(check) => {
-                report.checks.push(check);
-                None
-            }
+    let (frontend, check) =
+        open_forward(cluster, &args.app_namespace, FRONTEND, "http", "/readyz").await;
+    let forbidden = check.seen.starts_with("forbidden");
+    report.checks.push(check);
+    let Some(frontend) = frontend else {
+        if forbidden {
+            // The same refusal would hit every other forward.
+            skip_all(report, "port-forwards are forbidden");
+        } else {
+            skip_all(report, "no port-forward to the frontend");
         }
-    } else {
-        None
+        return Ok(());
     };
-    let jaeger = if workloads.jaeger.available {
-        match open_forward(cluster, obs, JAEGER, "ui", "/api/services").await {
-            Ok((forward, check)) => {
-                report.checks.push(check);
-                Some(forward)
-            }
-            Err(check) => {
-                report.checks.push(check);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let bugsink = if workloads.bugsink.available {
-        match open_forward(cluster, obs, BUGSINK, "http", "/health/ready").await {
-            Ok((forward, check)) => {
-                report.checks.push(check);
-                Some(forward)
-            }
-            Err(check) => {
-                report.checks.push(check);
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    let red_forward = if workloads.collector.available {
-        match open_forward(cluster, obs, COLLECTOR, "metrics-red", "/metrics").await {
-            Ok((forward, check)) => {
-                report.checks.push(check);
-                Some(forward)
-            }
-            Err(check) => {
-                report.checks.push(check);
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let collector_port = (COLLECTOR, "metrics", "/metrics");
+    let collector =
+        open_optional_forward(cluster, report, workloads.collector, obs, collector_port).await;
+    let jaeger_port = (JAEGER, "ui", "/api/services");
+    let jaeger = open_optional_forward(cluster, report, workloads.jaeger, obs, jaeger_port).await;
+    let bugsink_port = (BUGSINK, "http", "/health/ready");
+    let bugsink =
+        open_optional_forward(cluster, report, workloads.bugsink, obs, bugsink_port).await;
+    let span_metrics_port = (COLLECTOR, "metrics-red", "/metrics");
+    let red_forward =
+        open_optional_forward(cluster, report, workloads.collector, obs, span_metrics_port).await;
 
     let before = match &collector {
         Some(collector) => {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::forward::Forward;
+use super::metrics::delta;
 use super::report::Check;
 
 /// The names Jaeger's Monitor tab queries; the collector configs pin them
@@ -123,7 +124,6 @@ impl SpanMetrics {
     /// What changed since `before`. A count that went down (the collector
     /// restarted, its series start again) counts from zero.
     pub fn since(&self, before: &Self) -> Self {
-        let delta = |now: f64, then: f64| if now >= then { now - then } else { now };
         let routes = self
             .routes
             .iter()
