@@ -58,7 +58,8 @@ results="$CACHE_DIR/test-output.log"
 figures_dir="$CARGO_TARGET_DIR/test-results"
 rm -rf "$figures_dir"
 set +e
-cargo test "${CARGO_TEST_ARGS[@]}" 2>&1 | tee "$results"
+# Every suite runs even after one fails, so one failure hides no other.
+cargo test "${CARGO_TEST_ARGS[@]}" --no-fail-fast 2>&1 | tee "$results"
 cargo_status=${PIPESTATUS[0]}
 set -e
 
