@@ -19,9 +19,9 @@ use url::Url;
 pub use self::env::ConfigError;
 use self::env::{Env, parse_http_url, parse_millis, parse_probability};
 pub use self::otel::{
-    BatchConfig, DEFAULT_OTLP_GRPC_ENDPOINT, DEFAULT_OTLP_HTTP_ENDPOINT, ExporterConfig,
-    LogsConfig, OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, PropagatorConfig,
-    ResourceConfig, SamplerConfig, TracesConfig,
+    BatchConfig, ClientIdentity, DEFAULT_OTLP_GRPC_ENDPOINT, DEFAULT_OTLP_HTTP_ENDPOINT,
+    ExporterConfig, LogsConfig, OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, OtlpTls,
+    PropagatorConfig, ResourceConfig, SamplerConfig, TracesConfig,
 };
 pub use self::sentry::SentryConfig;
 

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 
 use super::env::{
@@ -34,42 +36,6 @@ pub(super) fn sdk_disabled(env: &Env<'_>) -> Result<bool, ConfigError> {
 /// with what to do instead. Setting one stops the service: ignoring it would
 /// leave the operator believing it took effect.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "OTEL_EXPORTER_OTLP_CERTIFICATE",
-        "leave it unset: the exporters trust the system's root certificates",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-        "leave it unset: the exporters trust the system's root certificates",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
-        "leave it unset: the exporters trust the system's root certificates",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-        "leave it unset: client certificates are not supported",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-        "leave it unset: client certificates are not supported",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
-        "leave it unset: client certificates are not supported",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-        "leave it unset: client certificates are not supported",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-        "leave it unset: client certificates are not supported",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
-        "leave it unset: client certificates are not supported",
-    ),
     (
         "OTEL_EXPORTER_OTLP_INSECURE",
         "leave it unset: the endpoint's scheme decides, http:// is plaintext",
@@ -200,6 +166,9 @@ pub(super) struct SignalVars {
     timeout: &'static str,
     headers: &'static str,
     compression: &'static str,
+    certificate: &'static str,
+    client_certificate: &'static str,
+    client_key: &'static str,
     http_path: &'static str,
 }
 
@@ -210,6 +179,9 @@ pub(super) const TRACES: SignalVars = SignalVars {
     timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
     headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    certificate: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
     http_path: "/v1/traces",
 };
 
@@ -220,6 +192,9 @@ pub(super) const LOGS: SignalVars = SignalVars {
     timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
     headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    certificate: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
     http_path: "/v1/logs",
 };
 
@@ -278,6 +253,7 @@ pub struct OtlpConfig {
     pub timeout: Duration,
     pub headers: OtlpHeaders,
     pub compression: OtlpCompression,
+    pub tls: OtlpTls,
 }
 
 impl OtlpConfig {
@@ -355,14 +331,144 @@ impl OtlpConfig {
         )?
         .unwrap_or(OtlpCompression::None);
 
+        let tls = OtlpTls::from_env(env, vars, &endpoint)?;
+
         Ok(Self {
             protocol,
             endpoint,
             timeout,
             headers,
             compression,
+            tls,
         })
     }
+}
+
+/// The TLS files of one signal's exporter, read and checked at startup, so
+/// that a wrong path stops the service instead of failing every export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpTls {
+    /// `OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE`: PEM certificates that
+    /// verify the collector in place of the platform's roots (a private CA).
+    pub trusted_certificates: Option<Vec<u8>>,
+    /// `..._CLIENT_CERTIFICATE` and `..._CLIENT_KEY`, for a collector that
+    /// asks for a client certificate (mutual TLS).
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key, as PEM. `Debug` leaves
+/// the key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub certificate_chain: Vec<u8>,
+    pub private_key: Vec<u8>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificate_chain", &self.certificate_chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const CERTIFICATES_FORM: &str = "the path of a readable PEM file of one or more certificates";
+const KEY_FORM: &str = "the path of a readable PEM file with a private key";
+
+impl OtlpTls {
+    fn from_env(env: &Env<'_>, vars: &SignalVars, endpoint: &str) -> Result<Self, ConfigError> {
+        const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+        const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+        const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+        let trusted_certificates = signal_or_generic(
+            env,
+            vars.certificate,
+            CERTIFICATE,
+            CERTIFICATES_FORM,
+            read_certificates,
+        )?;
+        let certificate_chain = signal_or_generic(
+            env,
+            vars.client_certificate,
+            CLIENT_CERTIFICATE,
+            CERTIFICATES_FORM,
+            read_certificates,
+        )?;
+        let private_key =
+            signal_or_generic(env, vars.client_key, CLIENT_KEY, KEY_FORM, read_private_key)?;
+
+        let certificate_var = which_is_set(env, vars.certificate, CERTIFICATE);
+        let client_certificate_var = which_is_set(env, vars.client_certificate, CLIENT_CERTIFICATE);
+        let client_key_var = which_is_set(env, vars.client_key, CLIENT_KEY);
+        let inconsistent = |(var, value): (&'static str, String), reason: String| {
+            ConfigError::Inconsistent { var, value, reason }
+        };
+        let https = url::Url::parse(endpoint).is_ok_and(|url| url.scheme() == "https");
+        if !https
+            && let Some(set) = certificate_var
+                .or(client_certificate_var.clone())
+                .or(client_key_var.clone())
+        {
+            return Err(inconsistent(
+                set,
+                format!("the endpoint {endpoint} is plaintext; TLS files need an https:// one"),
+            ));
+        }
+        let client_identity = match (certificate_chain, private_key) {
+            (Some(certificate_chain), Some(private_key)) => Some(ClientIdentity {
+                certificate_chain,
+                private_key,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(inconsistent(
+                    client_certificate_var.unwrap_or_default(),
+                    format!("a client certificate needs its key: set {CLIENT_KEY} too"),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(inconsistent(
+                    client_key_var.unwrap_or_default(),
+                    format!("a client key needs its certificate: set {CLIENT_CERTIFICATE} too"),
+                ));
+            }
+        };
+        Ok(Self {
+            trusted_certificates,
+            client_identity,
+        })
+    }
+}
+
+/// The name and value of the signal's variable if set, else of the generic
+/// one, for an error that names what the operator wrote.
+fn which_is_set(
+    env: &Env<'_>,
+    signal: &'static str,
+    generic: &'static str,
+) -> Option<(&'static str, String)> {
+    env.get(signal)
+        .map(|value| (signal, value))
+        .or_else(|| env.get(generic).map(|value| (generic, value)))
+}
+
+/// The file at `path` if it holds one or more PEM certificates and nothing
+/// malformed.
+fn read_certificates(path: &str) -> Option<Vec<u8>> {
+    let pem = std::fs::read(path).ok()?;
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        certificate.ok()?;
+        count += 1;
+    }
+    (count > 0).then_some(pem)
+}
+
+/// The file at `path` if it holds a PEM private key (PKCS#8, PKCS#1 or SEC1).
+fn read_private_key(path: &str) -> Option<Vec<u8>> {
+    let pem = std::fs::read(path).ok()?;
+    PrivateKeyDer::from_pem_slice(&pem).ok()?;
+    Some(pem)
 }
 
 /// The signal's variable if set, else the generic one; both are validated.
@@ -606,6 +712,8 @@ impl BatchConfig {
 mod tests {
     use std::collections::HashMap;
 
+    use somework_testkit::tls::TestCertificates;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env<'static> {
@@ -655,6 +763,7 @@ mod tests {
                 timeout: Duration::from_millis(10000),
                 headers: OtlpHeaders::default(),
                 compression: OtlpCompression::None,
+                tls: OtlpTls::default(),
             })
         );
         assert_eq!(
@@ -969,12 +1078,10 @@ mod tests {
     #[test]
     fn unsupported_spec_variables_are_refused_by_name() {
         for (var, value) in [
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
-            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/key.pem"),
             ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
             ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
             ("OTEL_BLRP_EXPORT_TIMEOUT", "30000"),
-            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "false"),
             ("OTEL_METRICS_EXPORTER", "otlp"),
         ] {
             let error = refuse_unsupported(&env(&[(var, value)]))
@@ -986,6 +1093,141 @@ mod tests {
             refuse_unsupported(&env(&[("OTEL_METRICS_EXPORTER", "none")])),
             Ok(())
         );
+    }
+
+    fn path(file: std::path::PathBuf) -> String {
+        file.into_os_string()
+            .into_string()
+            .expect("a UTF-8 temporary path")
+    }
+
+    #[test]
+    fn tls_files_are_read_per_signal_over_the_generic_ones() {
+        let files = TestCertificates::new();
+        let (ca, server) = (path(files.ca_file()), path(files.server_cert_file()));
+        let (client, key) = (
+            path(files.client_cert_file()),
+            path(files.client_key_file()),
+        );
+        let pairs = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", &server),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+        ];
+        let read = |file: std::path::PathBuf| std::fs::read(file).expect("a test PEM file");
+        let traces = otlp(&pairs).tls;
+        assert_eq!(traces.trusted_certificates, Some(read(files.ca_file())));
+        let client = traces.client_identity.expect("a client identity");
+        assert_eq!(client.certificate_chain, read(files.client_cert_file()));
+        assert_eq!(client.private_key, read(files.client_key_file()));
+        assert!(!format!("{client:?}").contains("PRIVATE KEY"), "{client:?}");
+        let logs = logs_otlp(&pairs).tls;
+        assert_eq!(
+            logs.trusted_certificates,
+            Some(read(files.server_cert_file()))
+        );
+        assert!(logs.client_identity.is_some());
+    }
+
+    #[test]
+    fn tls_files_that_are_missing_or_not_pem_are_refused_by_name() {
+        let files = TestCertificates::new();
+        let https = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317");
+        let key = &path(files.client_key_file());
+        let certificate = &path(files.client_cert_file());
+        for (var, value, form) in [
+            (
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "/nonexistent/ca.pem",
+                CERTIFICATES_FORM,
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                key,
+                CERTIFICATES_FORM,
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                key,
+                CERTIFICATES_FORM,
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                certificate,
+                KEY_FORM,
+            ),
+        ] {
+            let error = traces(&[https, (var, value)]).unwrap_err();
+            assert_eq!(
+                error,
+                ConfigError::Invalid {
+                    var,
+                    value: value.to_owned(),
+                    expected: form,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn half_a_client_identity_is_refused_naming_what_is_missing() {
+        let files = TestCertificates::new();
+        let https = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317");
+        let certificate = &path(files.client_cert_file());
+        let key = &path(files.client_key_file());
+        for (var, value, missing) in [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                certificate,
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                key,
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ),
+        ] {
+            match traces(&[https, (var, value)]).unwrap_err() {
+                ConfigError::Inconsistent {
+                    var: named,
+                    value: shown,
+                    reason,
+                } => {
+                    assert_eq!((named, shown.as_str()), (var, value.as_str()));
+                    assert!(reason.contains(missing), "{reason}");
+                }
+                other => panic!("{var}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tls_files_for_a_plaintext_endpoint_are_refused() {
+        let files = TestCertificates::new();
+        let ca = &path(files.ca_file());
+        let error = traces(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:4317",
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ])
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("OTEL_EXPORTER_OTLP_CERTIFICATE")
+                && message.contains("http://collector:4317")
+                && message.contains("https://"),
+            "{message}"
+        );
+        // The same file for an https:// signal is fine.
+        let logs = logs_otlp(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca),
+        ]);
+        assert!(logs.tls.trusted_certificates.is_some());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum TelemetryError {
     },
     #[error("cannot set up the gRPC connection to the OTLP endpoint")]
     GrpcEndpoint(#[source] tonic::transport::Error),
+    #[error("cannot build the OTLP HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("cannot start the thread that builds the OTLP HTTP client")]
+    HttpClientThread(#[source] std::io::Error),
     #[error("OTLP header {0:?} is not valid gRPC metadata")]
     OtlpHeader(String),
     #[error("cannot start the span exporter's runtime")]

@@ -10,7 +10,7 @@ use opentelemetry_otlp::{
 };
 use tokio::runtime::Runtime;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::TelemetryError;
 use crate::config::{OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol};
@@ -76,7 +76,7 @@ pub(super) fn span_exporter(
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match config.protocol {
         OtlpProtocol::Grpc => with_tonic_settings(builder.with_tonic(), config)?.build(),
-        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config).build(),
+        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config)?.build(),
     };
     built.map_err(|source| TelemetryError::Exporter {
         signal: "span",
@@ -91,7 +91,7 @@ pub(super) fn log_exporter(
     let builder = opentelemetry_otlp::LogExporter::builder();
     let built = match config.protocol {
         OtlpProtocol::Grpc => with_tonic_settings(builder.with_tonic(), config)?.build(),
-        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config).build(),
+        OtlpProtocol::HttpProtobuf => with_http_settings(builder.with_http(), config)?.build(),
     };
     built.map_err(|source| TelemetryError::Exporter {
         signal: "log",
@@ -124,9 +124,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 ///   retries; a third leaves the export time to retry elsewhere. It bounds
 ///   the TLS handshake too;
 /// - the keepalive above;
-/// - TLS for `https://` endpoints with the platform's trusted roots
-///   (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), the roots and crypto
-///   provider the HTTP exporter's reqwest uses too.
+/// - TLS for `https://` endpoints, with the certificates of
+///   `OTEL_EXPORTER_OTLP_CERTIFICATE` or else the platform's trusted roots
+///   (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), and the client
+///   certificate when one is configured, as [`http_client`] does.
 ///
 /// Lazy: the first export connects, so a collector that is not up yet never
 /// delays startup.
@@ -140,9 +141,18 @@ fn grpc_channel(config: &OtlpConfig) -> Result<Channel, TelemetryError> {
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(false);
     let endpoint = if endpoint.uri().scheme_str() == Some("https") {
-        let tls = ClientTlsConfig::new()
-            .with_native_roots()
-            .timeout(connect_timeout);
+        let tls = ClientTlsConfig::new().timeout(connect_timeout);
+        let tls = match &config.tls.trusted_certificates {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_native_roots(),
+        };
+        let tls = match &config.tls.client_identity {
+            Some(client) => tls.identity(Identity::from_pem(
+                &client.certificate_chain,
+                &client.private_key,
+            )),
+            None => tls,
+        };
         endpoint
             .tls_config(tls)
             .map_err(TelemetryError::GrpcEndpoint)?
@@ -166,21 +176,58 @@ fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
     })
 }
 
-fn with_http_settings<B: WithExportConfig + WithHttpConfig>(builder: B, config: &OtlpConfig) -> B {
+fn with_http_settings<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    config: &OtlpConfig,
+) -> Result<B, TelemetryError> {
     let headers: HashMap<String, String> = config
         .headers
         .iter()
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
     let builder = builder
+        .with_http_client(http_client(config)?)
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(config.endpoint.clone())
         .with_timeout(config.timeout)
         .with_headers(headers);
-    match compression(config.compression) {
+    Ok(match compression(config.compression) {
         Some(compression) => builder.with_compression(compression),
         None => builder,
+    })
+}
+
+/// The HTTP exporter's client, built here for the TLS files the exporter
+/// does not read: the certificates of `OTEL_EXPORTER_OTLP_CERTIFICATE` in
+/// place of the platform's roots, and the client certificate. The timeout
+/// bounds each export, connect and TLS included.
+fn http_client(config: &OtlpConfig) -> Result<reqwest::blocking::Client, TelemetryError> {
+    let mut builder = reqwest::blocking::Client::builder().timeout(config.timeout);
+    if let Some(pem) = &config.tls.trusted_certificates {
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(TelemetryError::HttpClient)?;
+        builder = builder.tls_certs_only(certificates);
     }
+    if let Some(client) = &config.tls.client_identity {
+        let pem = [
+            client.private_key.as_slice(),
+            b"\n",
+            &client.certificate_chain,
+        ]
+        .concat();
+        let identity = reqwest::Identity::from_pem(&pem).map_err(TelemetryError::HttpClient)?;
+        builder = builder.identity(identity);
+    }
+    // The blocking client waits for a runtime thread of its own to start,
+    // which panics on a runtime's thread, and `serve` builds the exporters
+    // on one.
+    std::thread::Builder::new()
+        .name("otel-http-client".to_owned())
+        .spawn(move || builder.build())
+        .map_err(TelemetryError::HttpClientThread)?
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .map_err(TelemetryError::HttpClient)
 }
 
 fn compression(config: OtlpCompression) -> Option<Compression> {
@@ -205,7 +252,7 @@ fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{OtlpCompression, OtlpHeaders};
+    use crate::config::{OtlpCompression, OtlpHeaders, OtlpTls};
 
     fn grpc_config() -> OtlpConfig {
         OtlpConfig {
@@ -214,6 +261,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             compression: OtlpCompression::None,
             headers: OtlpHeaders::default(),
+            tls: OtlpTls::default(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` and `..._COMPRESSION` against the real
 //! collector's `otlp` receiver: each protocol reaches its own port, the HTTP
-//! endpoint follows the specification's path rules, gzip is accepted, and
-//! `https://` endpoints are verified against the trusted roots.
+//! endpoint follows the specification's path rules, gzip is accepted,
+//! `https://` endpoints are verified against the trusted roots or
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE`, and a client certificate is sent to a
+//! collector that asks for one.
 
 use somework_testkit::collector::{self, Collector, CollectorBuilder};
 use somework_testkit::service::ServiceBuilder;
@@ -45,6 +47,11 @@ async fn assert_delivered(
     transport: &str,
     env: Vec<(&'static str, String)>,
 ) {
+    let other = if transport == "http" { "grpc" } else { "http" };
+    let before = (
+        accepted_over(collector, transport).await,
+        accepted_over(collector, other).await,
+    );
     let mut service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"));
     for (key, value) in env {
         service = service.env(key, value);
@@ -75,10 +82,9 @@ async fn assert_delivered(
             service.logs().join("\n")
         );
     }
-    let other = if transport == "http" { "grpc" } else { "http" };
     let spans = 2.0 * span_names("/somework").len() as f64;
-    assert_eq!(accepted_over(collector, transport).await, spans);
-    assert_eq!(accepted_over(collector, other).await, 0.0);
+    assert_eq!(accepted_over(collector, transport).await - before.0, spans);
+    assert_eq!(accepted_over(collector, other).await - before.1, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,51 +141,58 @@ async fn per_signal_http_settings_win_over_generic_grpc_ones() {
     .await;
 }
 
-/// Over `https://`, each protocol verifies the collector's certificate
-/// against the trusted roots: with its CA in `SSL_CERT_FILE` the spans
-/// arrive; with only the platform's roots the export fails and nothing is
-/// taken in.
-async fn tls_is_verified_over(transport: &str) {
-    let Some(binary) = collector::binary() else {
-        return;
-    };
-    let certificates = TestCertificates::new();
-    let (cert, key) = (
-        certificates.server_cert_file(),
-        certificates.server_key_file(),
-    );
+/// A collector whose `otlp` receivers serve TLS with the test CA's server
+/// certificate and, when `mutual`, take only clients whose certificate the
+/// CA signed. `None` when the collector is not built.
+async fn tls_collector(certificates: &TestCertificates, mutual: bool) -> Option<Collector> {
+    let binary = collector::binary()?;
+    let mut files = vec![
+        ("cert_file", certificates.server_cert_file()),
+        ("key_file", certificates.server_key_file()),
+    ];
+    if mutual {
+        files.push(("client_ca_file", certificates.ca_file()));
+    }
     let mut builder =
         CollectorBuilder::new(&binary, "local.yaml").set("processors.batch.timeout", "200ms");
     for protocol in ["grpc", "http"] {
-        builder = builder
-            .set(
-                &format!("receivers.otlp.protocols.{protocol}.tls.cert_file"),
-                &cert.display().to_string(),
-            )
-            .set(
-                &format!("receivers.otlp.protocols.{protocol}.tls.key_file"),
-                &key.display().to_string(),
+        for (setting, file) in &files {
+            builder = builder.set(
+                &format!("receivers.otlp.protocols.{protocol}.tls.{setting}"),
+                &file.display().to_string(),
             );
+        }
     }
-    let collector = builder.start().await;
-    let endpoint = match transport {
-        "grpc" => collector.otlp_grpc_endpoint(),
-        _ => collector.otlp_http_endpoint(),
-    }
-    .replacen("http://", "https://", 1);
-    let protocol = match transport {
-        "grpc" => "grpc",
-        _ => "http/protobuf",
-    };
+    Some(builder.start().await)
+}
 
-    let untrusting = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .start()
-        .await;
-    request(&untrusting, "/somework").await;
-    untrusting
+/// The settings that send to `collector`'s `https://` endpoint over `transport`.
+fn https_settings(collector: &Collector, transport: &str) -> Vec<(&'static str, String)> {
+    let (protocol, endpoint) = match transport {
+        "grpc" => ("grpc", collector.otlp_grpc_endpoint()),
+        _ => ("http/protobuf", collector.otlp_http_endpoint()),
+    };
+    vec![
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            endpoint.replacen("http://", "https://", 1),
+        ),
+    ]
+}
+
+/// Sends one request from a service with `env` and checks that its export
+/// failed and that `collector` took nothing in over `transport`.
+async fn assert_refused(collector: &Collector, transport: &str, env: Vec<(&'static str, String)>) {
+    let before = accepted_over(collector, transport).await;
+    let mut service =
+        ServiceBuilder::new(env!("CARGO_BIN_EXE_somework")).env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    for (key, value) in env {
+        service = service.env(key, value);
+    }
+    let service = service.start().await;
+    request(&service, "/somework").await;
+    service
         .wait_for_log(WAIT, |line| {
             line["message"]
                 .as_str()
@@ -187,24 +200,38 @@ async fn tls_is_verified_over(transport: &str) {
         })
         .await;
     assert_eq!(
-        accepted_over(&collector, transport).await,
+        accepted_over(collector, transport).await - before,
         0.0,
-        "spans were taken in from a service that does not trust the collector's CA"
+        "spans were taken in over {transport} from a service that should have been refused"
     );
+}
 
+fn file_setting(var: &'static str, file: std::path::PathBuf) -> (&'static str, String) {
+    (var, file.display().to_string())
+}
+
+/// Over `https://`, each protocol verifies the collector's certificate: with
+/// only the platform's roots the export fails and nothing is taken in; with
+/// the collector's CA in `SSL_CERT_FILE`, or in
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` alone, the spans arrive.
+async fn tls_is_verified_over(transport: &str) {
+    let certificates = TestCertificates::new();
+    let Some(collector) = tls_collector(&certificates, false).await else {
+        return;
+    };
+    let https = https_settings(&collector, transport);
+    assert_refused(&collector, transport, https.clone()).await;
+
+    let ssl_cert_file = file_setting("SSL_CERT_FILE", certificates.ca_file());
     assert_delivered(
         &collector,
         transport,
-        vec![
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
-            (
-                "SSL_CERT_FILE",
-                certificates.ca_file().display().to_string(),
-            ),
-        ],
+        [https.clone(), vec![ssl_cert_file]].concat(),
     )
     .await;
+
+    let certificate = file_setting("OTEL_EXPORTER_OTLP_CERTIFICATE", certificates.ca_file());
+    assert_delivered(&collector, transport, [https, vec![certificate]].concat()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,4 +242,45 @@ async fn grpc_over_tls_trusts_only_the_trusted_roots() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_protobuf_over_tls_trusts_only_the_trusted_roots() {
     tls_is_verified_over("http").await;
+}
+
+/// A collector that asks for a client certificate refuses a service that
+/// trusts it but has none, and takes the spans of one that sends the
+/// certificate of `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `..._KEY`.
+async fn client_certificate_is_sent_over(transport: &str) {
+    let certificates = TestCertificates::new();
+    let Some(collector) = tls_collector(&certificates, true).await else {
+        return;
+    };
+    let trusting = [
+        https_settings(&collector, transport),
+        vec![file_setting(
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            certificates.ca_file(),
+        )],
+    ]
+    .concat();
+    assert_refused(&collector, transport, trusting.clone()).await;
+
+    let client = vec![
+        file_setting(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            certificates.client_cert_file(),
+        ),
+        file_setting(
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            certificates.client_key_file(),
+        ),
+    ];
+    assert_delivered(&collector, transport, [trusting, client].concat()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_with_mutual_tls_sends_the_client_certificate() {
+    client_certificate_is_sent_over("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_protobuf_with_mutual_tls_sends_the_client_certificate() {
+    client_certificate_is_sent_over("http").await;
 }

@@ -56,13 +56,13 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     ("OTEL_METRICS_EXPORTER", "otlp", "none"),
     (
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
-        "/etc/ssl/ca.pem",
-        "root certificates",
+        "/nonexistent/ca.pem",
+        "readable PEM file of one or more certificates",
     ),
     (
         "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-        "/etc/ssl/key.pem",
-        "client certificates",
+        "/nonexistent/key.pem",
+        "readable PEM file with a private key",
     ),
     ("OTEL_EXPORTER_OTLP_INSECURE", "true", "scheme"),
     (

@@ -1,7 +1,9 @@
-//! A certificate authority made for one test, and a server certificate it
-//! signed for 127.0.0.1 and localhost, as PEM files: a server the test
-//! starts serves TLS that a client trusts only when told to, through
-//! `SSL_CERT_FILE`, as a private CA is trusted in production.
+//! A certificate authority made for one test, a server certificate it
+//! signed for 127.0.0.1 and localhost, and a client certificate, as PEM
+//! files: a server the test starts serves TLS that a client trusts only when
+//! told to (through `SSL_CERT_FILE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`), as
+//! a private CA is trusted in production, and can ask the client for its
+//! certificate (mutual TLS).
 
 use std::fs;
 use std::path::PathBuf;
@@ -26,6 +28,15 @@ impl TestCertificates {
             .expect("valid server parameters")
             .signed_by(&server_key, &ca)
             .expect("a server certificate signed by the CA");
+        let client_key = KeyPair::generate().expect("a client key");
+        let mut client = CertificateParams::new(Vec::<String>::new()).expect("valid parameters");
+        client
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "somework test client");
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client
+            .signed_by(&client_key, &ca)
+            .expect("a client certificate signed by the CA");
 
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let write = |name: &str, pem: String| {
@@ -34,6 +45,8 @@ impl TestCertificates {
         write("ca.pem", ca.pem());
         write("server.pem", server.pem());
         write("server-key.pem", server_key.serialize_pem());
+        write("client.pem", client.pem());
+        write("client-key.pem", client_key.serialize_pem());
         Self { dir }
     }
 
@@ -49,6 +62,15 @@ impl TestCertificates {
 
     pub fn server_key_file(&self) -> PathBuf {
         self.path("server-key.pem")
+    }
+
+    /// A client certificate signed by the CA, for mutual TLS.
+    pub fn client_cert_file(&self) -> PathBuf {
+        self.path("client.pem")
+    }
+
+    pub fn client_key_file(&self) -> PathBuf {
+        self.path("client-key.pem")
     }
 
     fn path(&self, name: &str) -> PathBuf {
