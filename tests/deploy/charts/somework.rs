@@ -9,7 +9,9 @@ use somework_testkit::helm::k8s_openapi::api::core::v1::{PodSpec, Service};
 use somework_testkit::helm::typed;
 use somework_testkit::tools;
 
-use crate::helpers::{Charts, deployment_container, env_of, env_value, only_container, read};
+use crate::helpers::{
+    Charts, deployment_container, env_of, env_value, given, only_container, read,
+};
 
 #[test]
 fn frontend_calls_the_backend_service() {
@@ -99,6 +101,62 @@ fn loadgen_runs_somework_load_against_the_frontend_service() {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// With `otel.tls`, each OTLP TLS variable names a file the Secret's volume
+/// puts in the container, read-only, under the key cert-manager writes; by
+/// default there is neither the variables nor the volume.
+#[test]
+fn otlp_tls_files_come_from_the_mounted_secret() {
+    let Some(charts) = Charts::find() else { return };
+    let label = "somework/otlp-tls";
+    let rendered = charts.render(label);
+    let secret = given(label, "/otel/tls/existingSecret");
+    for deployment in ["somework-frontend", "somework-backend"] {
+        let spec = rendered.deployment_pod_spec(deployment);
+        let container = only_container(&spec);
+        for (var, key) in [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "ca.crt"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "tls.crt"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "tls.key"),
+        ] {
+            let path = env_value(container, var);
+            let (dir, file) = path
+                .rsplit_once('/')
+                .unwrap_or_else(|| panic!("{deployment}: {var}={path} is not a path"));
+            assert_eq!(file, key, "{deployment}: {var}");
+            let mount = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|mount| mount.mount_path == dir)
+                .unwrap_or_else(|| panic!("{deployment}: nothing is mounted at {dir}"));
+            assert_eq!(mount.read_only, Some(true), "{deployment}: {dir}");
+            let volume = spec
+                .volumes
+                .iter()
+                .flatten()
+                .find(|volume| volume.name == mount.name)
+                .unwrap_or_else(|| panic!("{deployment}: no volume {}", mount.name));
+            let source = volume.secret.as_ref().expect("a Secret volume");
+            assert_eq!(source.secret_name.as_deref(), Some(secret.as_str()));
+            // The key is readable by the service's group only.
+            assert_eq!(source.default_mode, Some(0o440));
+            let security = spec
+                .security_context
+                .as_ref()
+                .expect("a pod security context");
+            assert_eq!(security.fs_group, security.run_as_group);
+        }
+        assert!(
+            env_value(container, "OTEL_EXPORTER_OTLP_ENDPOINT").starts_with("https://"),
+            "{deployment}"
+        );
+    }
+    let defaults = charts.render("somework/defaults");
+    let spec = defaults.deployment_pod_spec("somework-frontend");
+    assert!(env_of(only_container(&spec), "OTEL_EXPORTER_OTLP_CERTIFICATE").is_none());
+    assert!(spec.volumes.is_none(), "{:?}", spec.volumes);
 }
 
 #[test]

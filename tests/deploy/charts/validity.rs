@@ -36,7 +36,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (set.label(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 18);
+    assert_eq!(renders.len(), 19);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -81,6 +81,16 @@ fn schema_rejects_bad_values() {
         (
             Release::new("somework").set("loadgen.enabled=maybe"),
             "/loadgen/enabled",
+        ),
+        (
+            Release::new("somework").set("otel.tls.existingSecret=otlp-tls"),
+            "/otel/endpoint",
+        ),
+        (
+            Release::new("somework")
+                .set("otel.endpoint=https://collector:4317")
+                .set("otel.tls.clientCertificate=true"),
+            "/otel/tls/existingSecret",
         ),
         (Release::new("somework").set("replicas=3"), "replicas"),
         (
