@@ -6,8 +6,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 
 use super::env::{
@@ -415,10 +417,15 @@ impl OtlpTls {
             ));
         }
         let client_identity = match (certificate_chain, private_key) {
-            (Some(certificate_chain), Some(private_key)) => Some(ClientIdentity {
-                certificate_chain,
-                private_key,
-            }),
+            (Some(certificate_chain), Some(private_key)) => {
+                if let Err(reason) = check_key_pair(&certificate_chain, &private_key) {
+                    return Err(inconsistent(client_key_var.unwrap_or_default(), reason));
+                }
+                Some(ClientIdentity {
+                    certificate_chain,
+                    private_key,
+                })
+            }
             (None, None) => None,
             (Some(_), None) => {
                 return Err(inconsistent(
@@ -462,6 +469,22 @@ fn read_certificates(path: &str) -> Option<Vec<u8>> {
         count += 1;
     }
     (count > 0).then_some(pem)
+}
+
+/// Whether rustls can sign with `key` as the owner of the chain's first
+/// certificate, as the TLS handshake will ask it to.
+fn check_key_pair(certificate_chain: &[u8], key: &[u8]) -> Result<(), String> {
+    let chain = CertificateDer::pem_slice_iter(certificate_chain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|error| error.to_string())?;
+    match CertifiedKey::from_der(chain, key, &aws_lc_rs::default_provider()) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            Err("the key does not belong to the client certificate".to_owned())
+        }
+        Err(error) => Err(format!("the key cannot sign: {error}")),
+    }
 }
 
 /// The file at `path` if it holds a PEM private key (PKCS#8, PKCS#1 or SEC1).
@@ -1201,6 +1224,29 @@ mod tests {
                 other => panic!("{var}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn a_client_key_of_another_certificate_is_refused() {
+        let files = TestCertificates::new();
+        let server_key = &path(files.server_key_file());
+        let error = traces(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                &path(files.client_cert_file()),
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", server_key),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::Inconsistent {
+                var: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                value: server_key.clone(),
+                reason: "the key does not belong to the client certificate".to_owned(),
+            }
+        );
     }
 
     #[test]
