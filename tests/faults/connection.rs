@@ -23,7 +23,7 @@ async fn a_connection_whose_peer_vanished_is_dropped_and_exports_resume() {
     let _serial = serial().await;
     let receiver = OtlpReceiver::start().await;
     let relay = Relay::start(receiver.addr()).await;
-    let service = otlp(format!("http://{}", relay.addr())).start().await;
+    let mut service = otlp(format!("http://{}", relay.addr())).start().await;
 
     let before = answered_traces(&service, 1).await;
     receiver.trace(&before[0], 4, Duration::from_secs(10)).await;
@@ -54,7 +54,7 @@ async fn a_connection_whose_peer_vanished_is_dropped_and_exports_resume() {
         "silent_connection",
         serde_json::json!({ "arrived_after_s": arrived_after.as_secs_f64() }),
     );
-    assert_prompt_clean_exit(service).await;
+    assert_prompt_clean_exit(&mut service).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,7 +62,7 @@ async fn a_connect_whose_syns_go_unanswered_fails_the_export_within_its_timeout(
     const EXPORT_TIMEOUT: Duration = Duration::from_secs(1);
     let _serial = serial().await;
     let unanswered = UnansweredSyns::start();
-    let service = otlp(format!("http://{}", unanswered.addr()))
+    let mut service = otlp(format!("http://{}", unanswered.addr()))
         .env(
             "OTEL_EXPORTER_OTLP_TIMEOUT",
             EXPORT_TIMEOUT.as_millis().to_string(),
@@ -81,5 +81,5 @@ async fn a_connect_whose_syns_go_unanswered_fails_the_export_within_its_timeout(
         "unanswered_syns",
         serde_json::json!({ "export_failed_after_s": failed_after.as_secs_f64() }),
     );
-    assert_prompt_clean_exit(service).await;
+    assert_prompt_clean_exit(&mut service).await;
 }

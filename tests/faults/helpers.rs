@@ -133,13 +133,15 @@ pub fn count_logs(service: &Service, message_part: &str) -> usize {
         .count()
 }
 
-/// The `span export summary` line the service logs at shutdown.
-pub fn export_summary(service: &Service) -> serde_json::Value {
+/// The `<signal> export summary` line the service logs at shutdown, for
+/// `span` or `log`.
+pub fn export_summary(service: &Service, signal: &str) -> serde_json::Value {
+    let message = format!("{signal} export summary");
     service
         .json_logs()
         .into_iter()
-        .find(|l| l["message"] == "span export summary")
-        .unwrap_or_else(|| panic!("no span export summary in:\n{}", service.logs().join("\n")))
+        .find(|l| l["message"] == message.as_str())
+        .unwrap_or_else(|| panic!("no {message} in:\n{}", service.logs().join("\n")))
 }
 
 /// Waits for a log line whose message contains `message_part`.
@@ -153,10 +155,13 @@ pub async fn wait_for_message(service: &Service, message_part: &str) -> serde_js
         .await
 }
 
-pub async fn assert_prompt_clean_exit(mut service: Service) {
+/// Sends SIGTERM and asserts a clean exit within [`SHUTDOWN_BOUND`]; what
+/// the service printed stays readable. Returns how long the exit took.
+pub async fn assert_prompt_clean_exit(service: &mut Service) -> Duration {
     let (status, took) = service
         .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
         .await;
     assert!(status.success(), "exit status {status:?}");
     assert!(took < SHUTDOWN_BOUND, "shutdown took {took:?}");
+    took
 }

@@ -11,7 +11,7 @@ use somework_testkit::otlp::OtlpReceiver;
 use somework_testkit::service::{Service, ServiceBuilder};
 
 use crate::helpers::{
-    SHUTDOWN_BOUND, assert_near_healthy, assert_prompt_clean_exit, interleaved_latencies, otlp,
+    assert_near_healthy, assert_prompt_clean_exit, export_summary, interleaved_latencies, otlp,
     serial, wait_for_message,
 };
 
@@ -47,7 +47,7 @@ fn warnings(service: &Service) -> BTreeMap<String, usize> {
 async fn a_down_or_hung_collector_costs_logging_requests_nothing_and_warns_once() {
     let _serial = serial().await;
     let receiver = OtlpReceiver::start().await;
-    let healthy = logs_only(receiver.endpoint()).start().await;
+    let mut healthy = logs_only(receiver.endpoint()).start().await;
     let closed = closed_port();
     let down = logs_only(format!("http://{}", closed.addr())).start().await;
     // Accepts the connection and never answers: each export waits out its timeout.
@@ -72,18 +72,8 @@ async fn a_down_or_hung_collector_costs_logging_requests_nothing_and_warns_once(
 
     for mut service in [down, hung] {
         wait_for_message(&service, "log export failed").await;
-        let (status, took) = service
-            .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
-            .await;
-        assert!(
-            status.success() && took < SHUTDOWN_BOUND,
-            "{status:?} after {took:?}"
-        );
-        let summary = service
-            .json_logs()
-            .into_iter()
-            .find(|l| l["message"] == "log export summary")
-            .unwrap_or_else(|| panic!("no log export summary:\n{}", service.logs().join("\n")));
+        assert_prompt_clean_exit(&mut service).await;
+        let summary = export_summary(&service, "log");
         let failed = summary["logs.failed"].as_u64().unwrap_or_default();
         let dropped = summary["logs.dropped"].as_u64().unwrap_or_default();
         assert!(
@@ -100,5 +90,5 @@ async fn a_down_or_hung_collector_costs_logging_requests_nothing_and_warns_once(
         );
         assert!(warnings.len() <= 4, "{warnings:#?}");
     }
-    assert_prompt_clean_exit(healthy).await;
+    assert_prompt_clean_exit(&mut healthy).await;
 }

@@ -12,15 +12,15 @@ use somework_testkit::process::rss_kib;
 use somework_testkit::otlp::Behaviour;
 
 use crate::helpers::{
-    SHUTDOWN_BOUND, answered_traces, assert_prompt_clean_exit, count_logs, export_summary, figures,
-    missing_traces, otlp, serial, wait_for_message,
+    answered_traces, assert_prompt_clean_exit, count_logs, export_summary, figures, missing_traces,
+    otlp, serial, wait_for_message,
 };
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_reconnects_after_a_collector_restart() {
     let _serial = serial().await;
     let receiver = OtlpReceiver::start().await;
-    let service = otlp(receiver.endpoint()).start().await;
+    let mut service = otlp(receiver.endpoint()).start().await;
 
     let before = answered_traces(&service, 1).await;
     receiver.trace(&before[0], 4, Duration::from_secs(10)).await;
@@ -38,7 +38,7 @@ async fn the_service_reconnects_after_a_collector_restart() {
         "{} traces created after the restart never arrived",
         missing.len()
     );
-    assert_prompt_clean_exit(service).await;
+    assert_prompt_clean_exit(&mut service).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,20 +96,10 @@ async fn memory_stays_flat_and_every_span_is_accounted_for_through_a_long_outage
         "RSS grew from {rss_warm} KiB to {peak} KiB during the outage"
     );
 
-    let (status, took) = service
-        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
-        .await;
-    assert!(
-        status.success() && took < SHUTDOWN_BOUND,
-        "{status:?} after {took:?}"
-    );
+    assert_prompt_clean_exit(&mut service).await;
 
     // Every span ended is exported, failed, dropped, or unsent at exit.
-    let summary = service
-        .json_logs()
-        .into_iter()
-        .find(|l| l["message"] == "span export summary")
-        .expect("a span export summary at shutdown");
+    let summary = export_summary(&service, "span");
     let count = |field: &str| {
         summary[field]
             .as_u64()
@@ -205,13 +195,7 @@ async fn each_outage_warns_once_and_its_end_is_logged_even_with_sdk_logs_asked_f
         .wait_for_log(wait, |_| count_logs(&service, "span export failed") == 2)
         .await;
 
-    let (status, took) = service
-        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
-        .await;
-    assert!(
-        status.success() && took < SHUTDOWN_BOUND,
-        "{status:?} after {took:?}"
-    );
+    assert_prompt_clean_exit(&mut service).await;
     assert_eq!(
         count_logs(&service, "span export failed"),
         2,
@@ -249,19 +233,13 @@ async fn a_full_queue_warns_once_even_under_rust_log_debug() {
     // The export that hangs times out: the SDK would log its error now.
     wait_for_message(&service, "span export failed").await;
 
-    let (status, took) = service
-        .terminate(SHUTDOWN_BOUND + Duration::from_secs(5))
-        .await;
-    assert!(
-        status.success() && took < SHUTDOWN_BOUND,
-        "{status:?} after {took:?}"
-    );
+    assert_prompt_clean_exit(&mut service).await;
     assert_eq!(
         count_logs(&service, "span queue full"),
         1,
         "one warning per episode"
     );
-    let summary = export_summary(&service);
+    let summary = export_summary(&service, "span");
     assert!(summary["spans.dropped"].as_u64() > Some(0), "{summary}");
     assert_eq!(
         sdk_errors(&service),
