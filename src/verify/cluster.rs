@@ -1,6 +1,7 @@
 //! The Kubernetes side: the client, errors that say what to do, and the
 //! workload checks (Deployments Available, and why each bad pod is bad).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -244,6 +245,28 @@ impl Cluster {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// The pods of `namespace` that carry every label of `selector` (a
+    /// Deployment's `matchLabels`, a Service's selector).
+    pub async fn pods_matching(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pod>, ClusterError> {
+        let selector = selector
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.pods(namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map(|listed| listed.items)
+            .map_err(|error| {
+                self.access("list", "pods", namespace)
+                    .error(&self.url, error)
+            })
+    }
+
     /// Whether `namespace` exists; `None` when this user may not tell.
     async fn namespace_exists(&self, namespace: &str) -> Option<bool> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
@@ -352,26 +375,12 @@ pub async fn check_workload(
     let selector = deployment
         .spec
         .as_ref()
-        .and_then(|spec| spec.selector.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .and_then(|spec| spec.selector.match_labels.clone())
         .unwrap_or_default();
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|error| {
-            cluster
-                .access("list", "pods", namespace)
-                .error(&cluster.url, error)
-        })?;
+    let listed = cluster.pods_matching(namespace, &selector).await?;
     let mut problems = Vec::new();
     let mut details = Vec::new();
-    for pod in &listed.items {
+    for pod in &listed {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }

@@ -12,7 +12,6 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
-use kube::api::ListParams;
 
 use super::cluster::{Cluster, ClusterError};
 
@@ -81,24 +80,10 @@ impl Forward {
             .target_port
             .clone()
             .unwrap_or(IntOrString::Int(service_port.port));
-        let selector = spec
-            .selector
-            .unwrap_or_default()
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let pods = cluster.pods(namespace);
-        let listed = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|error| {
-                cluster
-                    .access("list", "pods", namespace)
-                    .error(&cluster.url, error)
-            })?;
+        let selector = spec.selector.unwrap_or_default();
+        let listed = cluster.pods_matching(namespace, &selector).await?;
         let no_pod = || ForwardError::NoReadyPod(format!("{namespace}/{service}"));
-        let pod = listed.items.into_iter().find(is_ready).ok_or_else(no_pod)?;
+        let pod = listed.into_iter().find(is_ready).ok_or_else(no_pod)?;
         let container_port = match target_port {
             IntOrString::Int(number) => u16::try_from(number).ok(),
             IntOrString::String(name) => pod
@@ -116,7 +101,7 @@ impl Forward {
         let pod = pod.metadata.name.unwrap_or_default();
         Ok(Self {
             target: format!("service/{service}:{port} in {namespace} (pod {pod})"),
-            pods,
+            pods: cluster.pods(namespace),
             url: cluster.url.clone(),
             namespace: namespace.to_owned(),
             pod,
