@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use somework_testkit::helm::k8s_openapi::api::core::v1::Service;
+use somework_testkit::helm::k8s_openapi::api::core::v1::{Container, Service};
 use somework_testkit::helm::{Release, chart_dir, scratch_dir, yaml_value};
 use somework_testkit::tools;
 
-use crate::helpers::{Charts, deployment_container, env_value, given, pipelines, read};
+use crate::helpers::{
+    Charts, deployment_container, env_value, given, only_container, pipelines, read,
+};
 
 /// The files in the chart's `files/`, by name.
 fn chart_files() -> BTreeMap<String, String> {
@@ -193,6 +195,135 @@ fn gomemlimit_is_derived_from_the_memory_limit() {
     }
 }
 
+/// `otelcol-somework validate` over `configs`, merged in order, with the
+/// environment the Deployment gives `container` (credentials from the
+/// Secret as placeholders).
+fn otelcol_validate(
+    otelcol: &std::path::Path,
+    configs: &[std::path::PathBuf],
+    container: &Container,
+) -> std::process::Output {
+    let mut command = Command::new(otelcol);
+    command.arg("validate");
+    for config in configs {
+        command.arg(format!("--config={}", config.display()));
+    }
+    for env in container.env.iter().flatten() {
+        let value = match (&env.value, &env.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(_)) if env.name == "SENTRY_OTLP_TRACES_URL" => {
+                given("otel-collector/sentry-otlp", "/sentry/otlpTracesUrl")
+            }
+            (None, Some(_)) if env.name == "SENTRY_OTLP_LOGS_URL" => {
+                given("otel-collector/sentry-otlp", "/sentry/otlpLogsUrl")
+            }
+            (None, Some(_)) => format!("{}-from-secret", env.name.to_lowercase()),
+            (None, None) => String::new(),
+        };
+        command.env(&env.name, value);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", otelcol.display()))
+}
+
+/// With `tls`, a second `--config` merges TLS into both OTLP receivers
+/// (the pipeline file stays verbatim), from files the Secret's volume puts
+/// in the container read-only, under the keys cert-manager writes; the
+/// merged configuration passes validate. By default there is neither.
+#[test]
+fn tls_receivers_read_the_mounted_secret() {
+    let Some(charts) = Charts::find() else { return };
+    let Some(otelcol) = tools::require("bin/otelcol-somework", "run scripts/build-collector.sh")
+    else {
+        return;
+    };
+    let label = "otel-collector/tls";
+    let rendered = charts.render(label);
+    let spec = rendered.deployment_pod_spec("otel-collector");
+    let container = only_container(&spec);
+    assert_eq!(
+        container.args.clone().unwrap_or_default(),
+        ["--config=/conf/config.yaml", "--config=/conf/tls.yaml"]
+    );
+    let data = rendered.string_data("ConfigMap", "otel-collector");
+    let overlay = yaml_value(&data["tls.yaml"]);
+    let secret = given(label, "/tls/existingSecret");
+    for protocol in ["grpc", "http"] {
+        let tls = &overlay["receivers"]["otlp"]["protocols"][protocol]["tls"];
+        for (setting, key) in [
+            ("cert_file", "tls.crt"),
+            ("key_file", "tls.key"),
+            ("client_ca_file", "ca.crt"),
+        ] {
+            let path = tls[setting]
+                .as_str()
+                .unwrap_or_else(|| panic!("{protocol}: no tls.{setting} in {overlay:?}"));
+            let (dir, file) = path.rsplit_once('/').expect("an absolute path");
+            assert_eq!(file, key, "{protocol}: tls.{setting}");
+            let mount = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|mount| mount.mount_path == dir)
+                .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
+            assert_eq!(mount.read_only, Some(true), "{dir}");
+            let volume = spec
+                .volumes
+                .iter()
+                .flatten()
+                .find(|volume| volume.name == mount.name)
+                .unwrap_or_else(|| panic!("no volume {}", mount.name));
+            let source = volume.secret.as_ref().expect("a Secret volume");
+            assert_eq!(source.secret_name.as_deref(), Some(secret.as_str()));
+            assert_eq!(source.default_mode, Some(0o440));
+        }
+    }
+    let security = spec
+        .security_context
+        .as_ref()
+        .expect("a pod security context");
+    assert_eq!(security.fs_group, security.run_as_group);
+
+    let dir = scratch_dir();
+    let configs = ["config.yaml", "tls.yaml"].map(|name| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &data[name]).unwrap_or_else(|e| panic!("{e}"));
+        path
+    });
+    let out = otelcol_validate(&otelcol, &configs, container);
+    assert!(
+        out.status.success(),
+        "otelcol-somework validate rejected the TLS overlay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Server TLS alone asks clients for no certificate.
+    let server_only = charts.render_release(
+        &charts
+            .release(label)
+            .set("tls.requireClientCertificate=false"),
+    );
+    let overlay = yaml_value(&server_only.string_data("ConfigMap", "otel-collector")["tls.yaml"]);
+    let grpc = &overlay["receivers"]["otlp"]["protocols"]["grpc"]["tls"];
+    assert!(
+        grpc["cert_file"].is_string() && grpc["client_ca_file"].is_null(),
+        "{overlay:?}"
+    );
+
+    let defaults = charts.render("otel-collector/defaults");
+    assert!(
+        !defaults
+            .string_data("ConfigMap", "otel-collector")
+            .contains_key("tls.yaml")
+    );
+    let spec = defaults.deployment_pod_spec("otel-collector");
+    assert_eq!(
+        only_container(&spec).args.clone().unwrap_or_default(),
+        ["--config=/conf/config.yaml"]
+    );
+}
+
 #[test]
 fn rendered_collector_configs_pass_otelcol_validate() {
     let Some(charts) = Charts::find() else { return };
@@ -206,29 +337,8 @@ fn rendered_collector_configs_pass_otelcol_validate() {
         let config = &rendered.string_data("ConfigMap", "otel-collector")["config.yaml"];
         let path = dir.path().join(format!("{pipeline}.yaml"));
         std::fs::write(&path, config).unwrap_or_else(|e| panic!("{e}"));
-        // The values the Deployment would give it (credentials from the Secret).
         let container = deployment_container(&rendered, "otel-collector");
-        let mut command = Command::new(&otelcol);
-        command
-            .arg("validate")
-            .arg(format!("--config={}", path.display()));
-        for env in container.env.iter().flatten() {
-            let value = match (&env.value, &env.value_from) {
-                (Some(v), _) => v.clone(),
-                (None, Some(_)) if env.name == "SENTRY_OTLP_TRACES_URL" => {
-                    given("otel-collector/sentry-otlp", "/sentry/otlpTracesUrl")
-                }
-                (None, Some(_)) if env.name == "SENTRY_OTLP_LOGS_URL" => {
-                    given("otel-collector/sentry-otlp", "/sentry/otlpLogsUrl")
-                }
-                (None, Some(_)) => format!("{}-from-secret", env.name.to_lowercase()),
-                (None, None) => String::new(),
-            };
-            command.env(&env.name, value);
-        }
-        let out = command
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", otelcol.display()));
+        let out = otelcol_validate(&otelcol, &[path], &container);
         assert!(
             out.status.success(),
             "otelcol-somework validate rejected the {pipeline} config: {}{}",

@@ -36,7 +36,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (set.label(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 19);
+    assert_eq!(renders.len(), 20);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -96,6 +96,10 @@ fn schema_rejects_bad_values() {
         (
             Release::new("otel-collector").set("pipeline=bogus"),
             "/pipeline",
+        ),
+        (
+            Release::new("otel-collector").set("tls.requireClientCertificate=true"),
+            "/tls/existingSecret",
         ),
         (
             Release::new("otel-collector").set("resources.limits.memory=1G"),
