@@ -118,6 +118,45 @@ pub fn env_value(container: &Container, name: &str) -> String {
         .unwrap_or_else(|| panic!("container {} has no literal env {name}", container.name))
 }
 
+/// The file at `path` in a container: the Secret whose volume is mounted
+/// read-only at its directory, the key it is read from, and the volume's mode.
+#[derive(Debug, PartialEq)]
+pub struct SecretFile {
+    pub secret: String,
+    pub key: String,
+    pub default_mode: Option<i32>,
+}
+
+/// Where the file at `path` in `container` comes from; panics when its
+/// directory is not a read-only mount of a Secret volume of `spec`.
+pub fn secret_file(spec: &PodSpec, container: &Container, path: &str) -> SecretFile {
+    let (dir, key) = path
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{path} is not an absolute path"));
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|mount| mount.mount_path == dir)
+        .unwrap_or_else(|| panic!("{}: nothing is mounted at {dir}", container.name));
+    assert_eq!(mount.read_only, Some(true), "{}: {dir}", container.name);
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|volume| volume.name == mount.name)
+        .unwrap_or_else(|| panic!("no volume {}", mount.name));
+    let source = volume
+        .secret
+        .as_ref()
+        .unwrap_or_else(|| panic!("volume {} is not a Secret", volume.name));
+    SecretFile {
+        secret: source.secret_name.clone().unwrap_or_default(),
+        key: key.to_owned(),
+        default_mode: source.default_mode,
+    }
+}
+
 pub fn only_container(spec: &PodSpec) -> &Container {
     assert_eq!(spec.containers.len(), 1, "expected one container");
     &spec.containers[0]

@@ -10,7 +10,8 @@ use somework_testkit::helm::{Release, chart_dir, scratch_dir, yaml_value};
 use somework_testkit::tools;
 
 use crate::helpers::{
-    Charts, deployment_container, env_value, given, only_container, pipelines, read,
+    Charts, SecretFile, deployment_container, env_value, given, only_container, pipelines, read,
+    secret_file,
 };
 
 /// The files in the chart's `files/`, by name.
@@ -259,24 +260,16 @@ fn tls_receivers_read_the_mounted_secret() {
             let path = tls[setting]
                 .as_str()
                 .unwrap_or_else(|| panic!("{protocol}: no tls.{setting} in {overlay:?}"));
-            let (dir, file) = path.rsplit_once('/').expect("an absolute path");
-            assert_eq!(file, key, "{protocol}: tls.{setting}");
-            let mount = container
-                .volume_mounts
-                .iter()
-                .flatten()
-                .find(|mount| mount.mount_path == dir)
-                .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
-            assert_eq!(mount.read_only, Some(true), "{dir}");
-            let volume = spec
-                .volumes
-                .iter()
-                .flatten()
-                .find(|volume| volume.name == mount.name)
-                .unwrap_or_else(|| panic!("no volume {}", mount.name));
-            let source = volume.secret.as_ref().expect("a Secret volume");
-            assert_eq!(source.secret_name.as_deref(), Some(secret.as_str()));
-            assert_eq!(source.default_mode, Some(0o440));
+            assert_eq!(
+                secret_file(&spec, container, path),
+                SecretFile {
+                    secret: secret.clone(),
+                    key: key.to_owned(),
+                    // 0440: the key is for the collector's group only.
+                    default_mode: Some(0o440),
+                },
+                "{protocol}: tls.{setting}"
+            );
         }
     }
     let security = spec

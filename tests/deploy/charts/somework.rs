@@ -10,7 +10,8 @@ use somework_testkit::helm::typed;
 use somework_testkit::tools;
 
 use crate::helpers::{
-    Charts, deployment_container, env_of, env_value, given, only_container, read,
+    Charts, SecretFile, deployment_container, env_of, env_value, given, only_container, read,
+    secret_file,
 };
 
 #[test]
@@ -120,28 +121,16 @@ fn otlp_tls_files_come_from_the_mounted_secret() {
             ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "tls.crt"),
             ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "tls.key"),
         ] {
-            let path = env_value(container, var);
-            let (dir, file) = path
-                .rsplit_once('/')
-                .unwrap_or_else(|| panic!("{deployment}: {var}={path} is not a path"));
-            assert_eq!(file, key, "{deployment}: {var}");
-            let mount = container
-                .volume_mounts
-                .iter()
-                .flatten()
-                .find(|mount| mount.mount_path == dir)
-                .unwrap_or_else(|| panic!("{deployment}: nothing is mounted at {dir}"));
-            assert_eq!(mount.read_only, Some(true), "{deployment}: {dir}");
-            let volume = spec
-                .volumes
-                .iter()
-                .flatten()
-                .find(|volume| volume.name == mount.name)
-                .unwrap_or_else(|| panic!("{deployment}: no volume {}", mount.name));
-            let source = volume.secret.as_ref().expect("a Secret volume");
-            assert_eq!(source.secret_name.as_deref(), Some(secret.as_str()));
-            // The key is readable by the service's group only.
-            assert_eq!(source.default_mode, Some(0o440));
+            assert_eq!(
+                secret_file(&spec, container, &env_value(container, var)),
+                SecretFile {
+                    secret: secret.clone(),
+                    key: key.to_owned(),
+                    // 0440: the key is for the service's group only.
+                    default_mode: Some(0o440),
+                },
+                "{deployment}: {var}"
+            );
             let security = spec
                 .security_context
                 .as_ref()
