@@ -382,81 +382,100 @@ impl OtlpTls {
         const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
         const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
         const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
-        let trusted_certificates = signal_or_generic(
+        let trusted = TlsFile::from_env(
             env,
             vars.certificate,
             CERTIFICATE,
             CERTIFICATES_FORM,
             read_certificates,
         )?;
-        let certificate_chain = signal_or_generic(
+        let client_certificate = TlsFile::from_env(
             env,
             vars.client_certificate,
             CLIENT_CERTIFICATE,
             CERTIFICATES_FORM,
             read_certificates,
         )?;
-        let private_key =
-            signal_or_generic(env, vars.client_key, CLIENT_KEY, KEY_FORM, read_private_key)?;
+        let client_key =
+            TlsFile::from_env(env, vars.client_key, CLIENT_KEY, KEY_FORM, read_private_key)?;
 
-        let certificate_var = which_is_set(env, vars.certificate, CERTIFICATE);
-        let client_certificate_var = which_is_set(env, vars.client_certificate, CLIENT_CERTIFICATE);
-        let client_key_var = which_is_set(env, vars.client_key, CLIENT_KEY);
-        let inconsistent = |(var, value): (&'static str, String), reason: String| {
-            ConfigError::Inconsistent { var, value, reason }
-        };
         let https = url::Url::parse(endpoint).is_ok_and(|url| url.scheme() == "https");
         if !https
-            && let Some(set) = certificate_var
-                .or(client_certificate_var.clone())
-                .or(client_key_var.clone())
+            && let Some(file) = [&trusted, &client_certificate, &client_key]
+                .into_iter()
+                .flatten()
+                .next()
         {
-            return Err(inconsistent(
-                set,
-                format!("the endpoint {endpoint} is plaintext; TLS files need an https:// one"),
-            ));
+            return Err(file.inconsistent(format!(
+                "the endpoint {endpoint} is plaintext; TLS files need an https:// one"
+            )));
         }
-        let client_identity = match (certificate_chain, private_key) {
-            (Some(certificate_chain), Some(private_key)) => {
-                if let Err(reason) = check_key_pair(&certificate_chain, &private_key) {
-                    return Err(inconsistent(client_key_var.unwrap_or_default(), reason));
-                }
+        let client_identity = match (client_certificate, client_key) {
+            (Some(certificate), Some(key)) => {
+                check_key_pair(&certificate.pem, &key.pem)
+                    .map_err(|reason| key.inconsistent(reason))?;
                 Some(ClientIdentity {
-                    certificate_chain,
-                    private_key,
+                    certificate_chain: certificate.pem,
+                    private_key: key.pem,
                 })
             }
             (None, None) => None,
-            (Some(_), None) => {
-                return Err(inconsistent(
-                    client_certificate_var.unwrap_or_default(),
-                    format!("a client certificate needs its key: set {CLIENT_KEY} too"),
-                ));
+            (Some(certificate), None) => {
+                return Err(certificate.inconsistent(format!(
+                    "a client certificate needs its key: set {CLIENT_KEY} too"
+                )));
             }
-            (None, Some(_)) => {
-                return Err(inconsistent(
-                    client_key_var.unwrap_or_default(),
-                    format!("a client key needs its certificate: set {CLIENT_CERTIFICATE} too"),
-                ));
+            (None, Some(key)) => {
+                return Err(key.inconsistent(format!(
+                    "a client key needs its certificate: set {CLIENT_CERTIFICATE} too"
+                )));
             }
         };
         Ok(Self {
-            trusted_certificates,
+            trusted_certificates: trusted.map(|file| file.pem),
             client_identity,
         })
     }
 }
 
-/// The name and value of the signal's variable if set, else of the generic
-/// one, for an error that names what the operator wrote.
-fn which_is_set(
-    env: &Env<'_>,
-    signal: &'static str,
-    generic: &'static str,
-) -> Option<(&'static str, String)> {
-    env.get(signal)
-        .map(|value| (signal, value))
-        .or_else(|| env.get(generic).map(|value| (generic, value)))
+/// One TLS file as the operator named it: the variable that won (the
+/// signal's over the generic one), its path, and what the file holds.
+struct TlsFile {
+    var: &'static str,
+    path: String,
+    pem: Vec<u8>,
+}
+
+impl TlsFile {
+    /// The signal's file if set, else the generic one; both are validated
+    /// with `read`.
+    fn from_env(
+        env: &Env<'_>,
+        signal: &'static str,
+        generic: &'static str,
+        expected: &'static str,
+        read: fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let named = |var: &'static str| {
+            env.parse_opt(var, expected, |path| {
+                Some(Self {
+                    var,
+                    path: path.to_owned(),
+                    pem: read(path)?,
+                })
+            })
+        };
+        let generic = named(generic)?;
+        Ok(named(signal)?.or(generic))
+    }
+
+    fn inconsistent(&self, reason: String) -> ConfigError {
+        ConfigError::Inconsistent {
+            var: self.var,
+            value: self.path.clone(),
+            reason,
+        }
+    }
 }
 
 /// The file at `path` if it holds one or more PEM certificates and nothing
