@@ -178,7 +178,7 @@ mod tests {
 
     /// The values of the README's configuration table, written out here
     /// rather than taken from the constants they are meant to check. The
-    /// OpenTelemetry defaults are checked in `otel.rs`.
+    /// OpenTelemetry defaults are checked in `otel/`.
     #[test]
     fn defaults_match_the_documentation() {
         let config = parse(&[]).expect("defaults are valid");
