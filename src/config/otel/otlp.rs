@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 
-use super::tls::OtlpTls;
+use super::tls::{OtlpTls, TlsFiles};
 use super::{SignalVars, signal_or_generic};
 use crate::config::env::{ConfigError, Env, parse_http_url, parse_key_values, parse_millis};
 
@@ -152,7 +152,8 @@ impl OtlpConfig {
         )?
         .unwrap_or(OtlpCompression::None);
 
-        let tls = OtlpTls::from_env(env, vars, &endpoint)?;
+        // Last, once every other variable parsed: the files are read here.
+        let tls = TlsFiles::from_env(env, vars).load(&endpoint)?;
 
         Ok(Self {
             protocol,

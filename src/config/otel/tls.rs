@@ -1,5 +1,7 @@
 //! The TLS files of an OTLP exporter: trusted certificates and a client
-//! identity whose key must belong to its certificate.
+//! identity whose key must belong to its certificate. Which files the
+//! variables name is parsed first, without I/O ([`TlsFiles::from_env`]);
+//! reading and checking them is a step of its own ([`TlsFiles::load`]).
 
 use std::fmt;
 
@@ -42,31 +44,41 @@ impl fmt::Debug for ClientIdentity {
 const CERTIFICATES_FORM: &str = "the path of a readable PEM file of one or more certificates";
 const KEY_FORM: &str = "the path of a readable PEM file with a private key";
 
-impl OtlpTls {
-    pub(super) fn from_env(
-        env: &Env<'_>,
-        vars: &SignalVars,
-        endpoint: &str,
-    ) -> Result<Self, ConfigError> {
-        const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-        const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
-        const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
-        let trusted = TlsFile::from_env(
-            env,
-            vars.certificate,
-            CERTIFICATE,
-            CERTIFICATES_FORM,
-            read_certificates,
-        )?;
-        let client_certificate = TlsFile::from_env(
-            env,
-            vars.client_certificate,
-            CLIENT_CERTIFICATE,
-            CERTIFICATES_FORM,
-            read_certificates,
-        )?;
-        let client_key =
-            TlsFile::from_env(env, vars.client_key, CLIENT_KEY, KEY_FORM, read_private_key)?;
+const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+
+/// The TLS files one signal's variables name, none read yet: parsing the
+/// variables stays apart from reading the files, which [`TlsFiles::load`]
+/// does.
+pub(super) struct TlsFiles {
+    trusted: SignalOrGeneric,
+    client_certificate: SignalOrGeneric,
+    client_key: SignalOrGeneric,
+}
+
+impl TlsFiles {
+    /// The files named by the signal's variables and the generic ones.
+    pub(super) fn from_env(env: &Env<'_>, vars: &SignalVars) -> Self {
+        let named = |signal, generic| SignalOrGeneric {
+            generic: NamedFile::from_env(env, generic),
+            signal: NamedFile::from_env(env, signal),
+        };
+        Self {
+            trusted: named(vars.certificate, "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            client_certificate: named(vars.client_certificate, CLIENT_CERTIFICATE),
+            client_key: named(vars.client_key, CLIENT_KEY),
+        }
+    }
+
+    /// Reads every named file and checks what it holds, then that the files
+    /// suit `endpoint` (an `https://` one) and each other (a client
+    /// certificate with its own key).
+    pub(super) fn load(self, endpoint: &str) -> Result<OtlpTls, ConfigError> {
+        let trusted = self.trusted.read(CERTIFICATES_FORM, read_certificates)?;
+        let client_certificate = self
+            .client_certificate
+            .read(CERTIFICATES_FORM, read_certificates)?;
+        let client_key = self.client_key.read(KEY_FORM, read_private_key)?;
 
         let https = url::Url::parse(endpoint).is_ok_and(|url| url.scheme() == "https");
         if !https
@@ -100,15 +112,77 @@ impl OtlpTls {
                 )));
             }
         };
-        Ok(Self {
+        Ok(OtlpTls {
             trusted_certificates: trusted.map(|file| file.pem),
             client_identity,
         })
     }
 }
 
-/// One TLS file as the operator named it: the variable that won (the
-/// signal's over the generic one), its path, and what the file holds.
+/// One kind of TLS file as the generic variable and the signal's name it.
+struct SignalOrGeneric {
+    generic: Option<NamedFile>,
+    signal: Option<NamedFile>,
+}
+
+impl SignalOrGeneric {
+    /// The signal's file if named, else the generic one; both are read and
+    /// checked with `read`, so a wrong path stops the service even where the
+    /// other variable wins.
+    fn read(
+        self,
+        expected: &'static str,
+        read: fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Option<TlsFile>, ConfigError> {
+        let generic = self
+            .generic
+            .map(|file| file.read(expected, read))
+            .transpose()?;
+        let signal = self
+            .signal
+            .map(|file| file.read(expected, read))
+            .transpose()?;
+        Ok(signal.or(generic))
+    }
+}
+
+/// A TLS file as the operator named it, not yet read.
+struct NamedFile {
+    var: &'static str,
+    /// The variable's value: a path, perhaps with surrounding spaces.
+    value: String,
+}
+
+impl NamedFile {
+    fn from_env(env: &Env<'_>, var: &'static str) -> Option<Self> {
+        env.get(var).map(|value| Self { var, value })
+    }
+
+    /// The file read and checked with `read`, or an error naming the
+    /// variable and the form it accepts.
+    fn read(
+        self,
+        expected: &'static str,
+        read: fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<TlsFile, ConfigError> {
+        let path = self.value.trim();
+        match read(path) {
+            Some(pem) => Ok(TlsFile {
+                var: self.var,
+                path: path.to_owned(),
+                pem,
+            }),
+            None => Err(ConfigError::Invalid {
+                var: self.var,
+                value: self.value,
+                expected,
+            }),
+        }
+    }
+}
+
+/// A TLS file read and checked, with the variable and path it came from, so
+/// that a refusal can name them.
 struct TlsFile {
     var: &'static str,
     path: String,
@@ -116,28 +190,6 @@ struct TlsFile {
 }
 
 impl TlsFile {
-    /// The signal's file if set, else the generic one; both are validated
-    /// with `read`.
-    fn from_env(
-        env: &Env<'_>,
-        signal: &'static str,
-        generic: &'static str,
-        expected: &'static str,
-        read: fn(&str) -> Option<Vec<u8>>,
-    ) -> Result<Option<Self>, ConfigError> {
-        let named = |var: &'static str| {
-            env.parse_opt(var, expected, |path| {
-                Some(Self {
-                    var,
-                    path: path.to_owned(),
-                    pem: read(path)?,
-                })
-            })
-        };
-        let generic = named(generic)?;
-        Ok(named(signal)?.or(generic))
-    }
-
     fn inconsistent(&self, reason: String) -> ConfigError {
         ConfigError::Inconsistent {
             var: self.var,
