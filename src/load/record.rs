@@ -103,8 +103,8 @@ pub struct SlowRequest {
     pub trace_id: Option<String>,
 }
 
-/// Everything recorded so far. One per run, behind a lock taken once per
-/// request: the lock is held for a few hundred nanoseconds.
+/// Everything recorded so far: one per run, behind a lock taken once per
+/// request and held only to update these counts.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     pub(super) endpoints: Vec<EndpointStats>,

@@ -2,10 +2,11 @@
 //! names, forms and defaults of the SDK environment variable specification.
 //! Here is what every signal shares: the resource, the signal configs and the
 //! names of each signal's variables. Each concept has a file of its own:
-//! [`otlp`] (the exporter), [`tls`] (its files), [`sampler`], [`batch`] and
-//! [`propagators`].
+//! [`otlp`] (the exporter), [`headers`] and [`tls`] (its files) for OTLP,
+//! [`sampler`], [`batch`] and [`propagators`].
 
 mod batch;
+mod headers;
 mod otlp;
 mod propagators;
 mod sampler;
@@ -15,9 +16,10 @@ use crate::config::env::{ConfigError, Env, parse_bool, parse_key_values};
 
 pub use self::batch::BatchConfig;
 use self::batch::{BLRP, BSP};
+pub use self::headers::OtlpHeaders;
 pub use self::otlp::{
     DEFAULT_OTLP_GRPC_ENDPOINT, DEFAULT_OTLP_HTTP_ENDPOINT, ExporterConfig, OtlpCompression,
-    OtlpConfig, OtlpHeaders, OtlpProtocol,
+    OtlpConfig, OtlpProtocol,
 };
 pub use self::propagators::PropagatorConfig;
 pub use self::sampler::SamplerConfig;
@@ -130,7 +132,7 @@ pub struct TracesConfig {
 impl TracesConfig {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            exporter: ExporterConfig::from_env(env, &TRACES)?,
+            exporter: ExporterConfig::from_env(env, &TRACES_VARS)?,
             sampler: SamplerConfig::from_env(env)?,
             batch: BatchConfig::from_env(env, &BSP)?,
             propagators: PropagatorConfig::from_env(env)?,
@@ -150,7 +152,7 @@ pub struct LogsConfig {
 impl LogsConfig {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            exporter: ExporterConfig::from_env(env, &LOGS)?,
+            exporter: ExporterConfig::from_env(env, &LOGS_VARS)?,
             batch: BatchConfig::from_env(env, &BLRP)?,
         })
     }
@@ -171,7 +173,7 @@ pub(super) struct SignalVars {
     http_path: &'static str,
 }
 
-pub(super) const TRACES: SignalVars = SignalVars {
+pub(super) const TRACES_VARS: SignalVars = SignalVars {
     exporter: "OTEL_TRACES_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -184,7 +186,7 @@ pub(super) const TRACES: SignalVars = SignalVars {
     http_path: "/v1/traces",
 };
 
-pub(super) const LOGS: SignalVars = SignalVars {
+pub(super) const LOGS_VARS: SignalVars = SignalVars {
     exporter: "OTEL_LOGS_EXPORTER",
     endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",

@@ -1,14 +1,12 @@
 //! Where each signal goes: the exporter choice and, for OTLP, the transport,
 //! endpoint, timeout, headers, compression and TLS files.
 
-use std::fmt;
 use std::time::Duration;
 
-use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
-
+use super::headers::OtlpHeaders;
 use super::tls::{OtlpTls, TlsFiles};
 use super::{SignalVars, signal_or_generic};
-use crate::config::env::{ConfigError, Env, parse_http_url, parse_key_values, parse_millis};
+use crate::config::env::{ConfigError, Env, parse_http_url, parse_millis};
 
 /// Where the service sends its signals when no OTLP endpoint is configured:
 /// the collector Service of the `helm/otel-collector` chart, on the default
@@ -163,52 +161,6 @@ impl OtlpConfig {
             compression,
             tls,
         })
-    }
-}
-
-/// gRPC metadata sent with every export (`OTEL_EXPORTER_OTLP_HEADERS`), as
-/// validated strings with lowercase keys; the exporter setup turns them into
-/// tonic's metadata. Vendors put API keys here, so `Debug` shows only the keys.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct OtlpHeaders(Vec<(String, String)>);
-
-impl OtlpHeaders {
-    /// Key-value pairs whose keys and values gRPC accepts as ASCII metadata.
-    /// A key given twice keeps its last value.
-    fn parse(value: &str) -> Option<Self> {
-        let mut headers = Self::default();
-        for (key, value) in parse_key_values(value)? {
-            let key = MetadataKey::<Ascii>::from_bytes(key.as_bytes()).ok()?;
-            MetadataValue::<Ascii>::try_from(value.as_str()).ok()?;
-            headers.insert(key.as_str().to_owned(), value);
-        }
-        Some(headers)
-    }
-
-    fn insert(&mut self, key: String, value: String) {
-        self.0.retain(|(existing, _)| *existing != key);
-        self.0.push((key, value));
-    }
-
-    /// Signal-specific headers win over the generic ones, key by key.
-    fn override_with(&mut self, signal_headers: Self) {
-        for (key, value) in signal_headers.0 {
-            self.insert(key, value);
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_str()))
-    }
-}
-
-impl fmt::Debug for OtlpHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.0.iter().map(|(key, _)| (key, "<redacted>")))
-            .finish()
     }
 }
 
@@ -401,24 +353,5 @@ mod tests {
             ])
             .is_err()
         );
-    }
-
-    #[test]
-    fn header_values_stay_out_of_debug_output() {
-        let traces = traces(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t")]).expect("valid");
-        let debug = format!("{traces:?}");
-        assert!(debug.contains("api-key"), "{debug}");
-        assert!(!debug.contains("s3cr3t"), "{debug}");
-    }
-
-    #[test]
-    fn header_keys_must_be_grpc_ascii_metadata() {
-        for headers in ["Bad Key=1", "key-bin=1", "k=%0A"] {
-            let error = traces(&[("OTEL_EXPORTER_OTLP_HEADERS", headers)]).unwrap_err();
-            assert!(
-                error.to_string().contains("OTEL_EXPORTER_OTLP_HEADERS"),
-                "{headers}: {error}"
-            );
-        }
     }
 }
