@@ -119,9 +119,9 @@ impl<P: LogProcessor> LogProcessor for AdmissionProcessor<P> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::SPANS;
-    use super::super::tests::{Inner, admitting, counts, end_spans, logs_of};
     use super::*;
+    use crate::telemetry::export_queue::SPANS;
+    use crate::telemetry::export_queue::tests::{Inner, admitting, counts, end_spans, logs_of};
 
     #[test]
     fn admits_exactly_the_capacity_and_counts_the_rest_as_dropped() {

@@ -107,9 +107,9 @@ impl<E: LogExporter> LogExporter for ReportingExporter<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::SPANS;
-    use super::super::tests::{Inner, admitting, counts, end_spans, logs_of};
     use super::*;
+    use crate::telemetry::export_queue::SPANS;
+    use crate::telemetry::export_queue::tests::{Inner, admitting, counts, end_spans, logs_of};
 
     fn export(exporter: &ReportingExporter<Inner>, batch: Vec<SpanData>) -> OTelSdkResult {
         tokio::runtime::Builder::new_current_thread()
