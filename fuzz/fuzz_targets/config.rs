@@ -22,7 +22,11 @@ fuzz_target!(|input: (u8, String)| {
     let variable = VARIABLES[usize::from(which) % VARIABLES.len()];
     match Config::from_lookup(|name| (name == variable).then(|| value.clone())) {
         Ok(_) => {}
-        Err(ConfigError::Invalid { var, .. } | ConfigError::Inconsistent { var, .. }) => {
+        Err(
+            ConfigError::Invalid { var, .. }
+            | ConfigError::Inconsistent { var, .. }
+            | ConfigError::Unsupported { var, .. },
+        ) => {
             assert_eq!(var, variable);
         }
     }

@@ -51,7 +51,7 @@ pub struct WorkConfig {
 /// and Sentry.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
-    pub logs: LogConfig,
+    pub logging: LoggingConfig,
     pub resource: ResourceConfig,
     /// `None` when `OTEL_SDK_DISABLED=true`: no spans are created or exported.
     pub traces: Option<TracesConfig>,
@@ -63,7 +63,7 @@ pub struct TelemetryConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
+pub struct LoggingConfig {
     pub format: LogFormat,
     /// `RUST_LOG`, already checked to be a valid filter.
     pub filter: Option<String>,
@@ -93,7 +93,7 @@ impl Config {
             DEFAULT_LISTEN_ADDR,
             |v| SocketAddr::from_str(v).ok(),
         )?;
-        let logs = LogConfig::from_env(&env)?;
+        let logging = LoggingConfig::from_env(&env)?;
         otel::refuse_unsupported(&env)?;
         let (traces, otel_logs) = if otel::sdk_disabled(&env)? {
             (None, None)
@@ -123,7 +123,7 @@ impl Config {
             parse_http_url,
         )?;
         let telemetry = TelemetryConfig {
-            logs,
+            logging,
             resource: ResourceConfig::from_env(&env)?,
             traces,
             otel_logs,
@@ -139,7 +139,7 @@ impl Config {
     }
 }
 
-impl LogConfig {
+impl LoggingConfig {
     fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let format = env.parse_or("LOG_FORMAT", "text or json", LogFormat::Text, |v| {
             match v.to_ascii_lowercase().as_str() {
@@ -178,7 +178,7 @@ mod tests {
 
     /// The values of the README's configuration table, written out here
     /// rather than taken from the constants they are meant to check. The
-    /// OpenTelemetry defaults are checked in `otel.rs`.
+    /// OpenTelemetry defaults are checked in `otel/`.
     #[test]
     fn defaults_match_the_documentation() {
         let config = parse(&[]).expect("defaults are valid");
@@ -193,8 +193,8 @@ mod tests {
         );
         let telemetry = config.telemetry;
         assert_eq!(
-            telemetry.logs,
-            LogConfig {
+            telemetry.logging,
+            LoggingConfig {
                 format: LogFormat::Text,
                 filter: None
             }
@@ -291,7 +291,7 @@ mod tests {
     fn log_formats_are_text_or_json_in_any_case() {
         for (value, format) in [("TEXT", LogFormat::Text), ("Json", LogFormat::Json)] {
             let config = parse(&[("LOG_FORMAT", value)]).expect("valid");
-            assert_eq!(config.telemetry.logs.format, format, "{value}");
+            assert_eq!(config.telemetry.logging.format, format, "{value}");
         }
         let error = parse(&[("LOG_FORMAT", "yaml")]).unwrap_err();
         assert_eq!(
@@ -311,7 +311,7 @@ mod tests {
         }
         let config = parse(&[("RUST_LOG", "info,somework=debug")]).expect("valid");
         assert_eq!(
-            config.telemetry.logs.filter.as_deref(),
+            config.telemetry.logging.filter.as_deref(),
             Some("info,somework=debug")
         );
     }

@@ -13,6 +13,7 @@
 mod client;
 mod mix;
 mod progress;
+mod record;
 mod report;
 mod schedule;
 
@@ -28,7 +29,8 @@ use tokio::task::JoinSet;
 use self::client::{Connection, SendError, Target, TraceParent};
 use self::mix::{Draw, Mix};
 use self::progress::{Progress, Snapshot};
-use self::report::{Measured, Outcome, Recorder, Report, RunInfo, Totals};
+use self::record::{Measured, Outcome, Recorder};
+use self::report::{Report, RunInfo, Totals};
 use self::schedule::{Limit, Pace, Schedule};
 use crate::routes::chain::MAX_HOPS;
 

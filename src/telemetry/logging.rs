@@ -11,7 +11,7 @@ use super::logs::LogsBridge;
 use crate::config::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset. The OpenTelemetry SDK reports
-/// every failed export at error level; [`super::export_stats`] turns those
+/// every failed export at error level; [`super::export_queue`] turns those
 /// into one warning per outage instead, so the SDK's own logs are muted.
 /// The HTTP and gRPC stacks are kept quiet for the same reason.
 const DEFAULT_FILTER: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry-otlp=off,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn";

@@ -27,7 +27,7 @@ use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::export_stats::{AdmissionProcessor, ExportStats, LOGS, ReportingExporter};
+use super::export_queue::{AdmissionProcessor, ExportStats, LOGS, ReportingExporter};
 use super::otlp::ExportRuntime;
 use super::resource::otel_resource;
 use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, flush, otlp};
@@ -232,7 +232,7 @@ mod tests {
         for target in [
             "somework",
             "somework::work",
-            "somework::telemetry::export_stats",
+            "somework::telemetry::export_queue::admission",
             "hyperlocal",
             "tower_http::catch_panic",
             "towering",

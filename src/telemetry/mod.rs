@@ -10,7 +10,7 @@
 //! log exporter then joining the logging that already runs.
 
 mod errors;
-mod export_stats;
+mod export_queue;
 pub mod http;
 mod logging;
 mod logs;
@@ -51,8 +51,6 @@ pub enum TelemetryError {
     HttpClient(#[source] reqwest::Error),
     #[error("cannot start the thread that builds the OTLP HTTP client")]
     HttpClientThread(#[source] std::io::Error),
-    #[error("OTLP header {0:?} is not valid gRPC metadata")]
-    OtlpHeader(String),
     #[error("cannot start the span exporter's runtime")]
     ExportRuntime(#[source] std::io::Error),
     #[error("the tracer provider was installed twice")]
@@ -81,7 +79,7 @@ impl Telemetry {
     /// so that every worker thread's hub is derived from the configured main
     /// hub.
     pub fn init(config: &TelemetryConfig) -> Self {
-        let bridge = init_logging(config.logs.format, config.logs.filter.as_deref());
+        let bridge = init_logging(config.logging.format, config.logging.filter.as_deref());
         Self {
             traces: None,
             bridge,

@@ -9,20 +9,18 @@ use opentelemetry_otlp::{
     Compression, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use tokio::runtime::Runtime;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::TelemetryError;
-use crate::config::{OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol};
+use crate::config::{OtlpCompression, OtlpConfig, OtlpProtocol};
 
 /// Where a gRPC exporter's connection runs: a one-worker runtime of its own,
-/// whose thread (`thread_name`) then encodes every batch (`prost`, about
-/// 6 900 instructions per span, some 3.5 million for a batch of 512) and
-/// writes it. Built in the service's runtime, tonic would spawn that work on
-/// a request worker, where requests waited behind it: on a 1-CPU pod, the
-/// only worker. The HTTP exporter needs none: reqwest's blocking client runs
-/// on a thread of its own. Stop it with [`ExportRuntime::stop`] once the
-/// provider is flushed.
+/// whose thread (`thread_name`) encodes and writes every batch. In the
+/// service's runtime, tonic would do that work on a request worker, and
+/// requests would wait behind it (BENCHMARKS.md, "The gRPC exporter on a
+/// runtime of its own"). The HTTP exporter needs none: reqwest's blocking
+/// client has a thread of its own. Stop it with [`ExportRuntime::stop`] once
+/// the provider is flushed.
 pub(super) struct ExportRuntime(Option<Runtime>);
 
 impl ExportRuntime {
@@ -99,38 +97,25 @@ pub(super) fn log_exporter(
     })
 }
 
-/// How long a connection to the collector may go without a frame while an
-/// export waits on it before it is pinged. A peer that vanished without a
-/// FIN (a pod deleted behind a Service, a node gone) leaves a connection
-/// that TCP alone would retransmit into for about 15 minutes, each export
-/// timing out on it in turn. With the ping unanswered within
-/// [`KEEPALIVE_TIMEOUT`], the connection is dropped and the export retried
-/// on a new one, inside the default 10 s export timeout, so the batch is
-/// not lost. Pings go only while an export waits, never on an idle
-/// connection: a healthy collector answers in milliseconds and never sees
-/// one, and a gRPC server's keepalive enforcement (grpc-go's `too_many_pings`
-/// for pings more often than every 5 minutes) is met by the response that
-/// ends each export and clears its count.
+/// How long a connection to the collector may stay silent while an export
+/// waits on it before it is pinged. A collector gone without a FIN (a pod
+/// deleted, a node lost) would otherwise hold every export for TCP's
+/// minutes of retransmits; with the ping unanswered within
+/// [`KEEPALIVE_TIMEOUT`], the connection is dropped and the export retried on
+/// a new one within its timeout. Pings go only while an export waits, so a
+/// gRPC server's keepalive enforcement (`too_many_pings`) never trips.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long the ping may go unanswered before the connection is dropped.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The gRPC channel to the collector, built here rather than by the
-/// exporter for what the exporter does not set:
-/// - a connect timeout, a third of the export's: tonic's request timeout
-///   starts once connected, so a connect whose SYNs go unanswered (a pod IP
-///   that is gone) would hold every export for the kernel's two minutes of
-///   retries; a third leaves the export time to retry elsewhere. It bounds
-///   the TLS handshake too;
-/// - the keepalive above;
-/// - TLS for `https://` endpoints, with the certificates of
-///   `OTEL_EXPORTER_OTLP_CERTIFICATE` or else the platform's trusted roots
-///   (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), and the client
-///   certificate when one is configured, as [`http_client`] does.
-///
-/// Lazy: the first export connects, so a collector that is not up yet never
-/// delays startup.
+/// The gRPC channel to the collector, built here for what the exporter does
+/// not set: a connect timeout of a third of the export's (tonic's request
+/// timeout starts only once connected, so unanswered SYNs would hold the
+/// export for the kernel's retries; it bounds the TLS handshake too), the
+/// keepalive above, and for `https://` the configured certificates, else the
+/// platform's roots, as [`http_client`] does. Lazy, so a collector that is
+/// not up yet never delays startup.
 fn grpc_channel(config: &OtlpConfig) -> Result<Channel, TelemetryError> {
     let connect_timeout = config.timeout / 3;
     let endpoint = Endpoint::from_shared(config.endpoint.clone())
@@ -169,7 +154,7 @@ fn with_tonic_settings<B: WithExportConfig + WithTonicConfig>(
     let builder = builder
         .with_channel(grpc_channel(config)?)
         .with_timeout(config.timeout)
-        .with_metadata(metadata(&config.headers)?);
+        .with_metadata(config.headers.to_metadata());
     Ok(match compression(config.compression) {
         Some(compression) => builder.with_compression(compression),
         None => builder,
@@ -237,22 +222,10 @@ fn compression(config: OtlpCompression) -> Option<Compression> {
     }
 }
 
-/// The validated `OTEL_EXPORTER_OTLP_*HEADERS` as tonic's gRPC metadata.
-fn metadata(headers: &OtlpHeaders) -> Result<MetadataMap, TelemetryError> {
-    let mut metadata = MetadataMap::new();
-    for (key, value) in headers.iter() {
-        let invalid = || TelemetryError::OtlpHeader(key.to_owned());
-        let key = MetadataKey::from_bytes(key.as_bytes()).map_err(|_| invalid())?;
-        let value = MetadataValue::try_from(value).map_err(|_| invalid())?;
-        metadata.insert(key, value);
-    }
-    Ok(metadata)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{OtlpCompression, OtlpHeaders, OtlpTls};
+    use crate::config::{OtlpHeaders, OtlpTls};
 
     fn grpc_config() -> OtlpConfig {
         OtlpConfig {
@@ -270,9 +243,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_build_on_a_runtime_returns_its_error() {
         let built = ExportRuntime::build(&grpc_config(), "otel-export-test", |_| {
-            Err::<(), _>(TelemetryError::OtlpHeader("x-bad".to_owned()))
+            Err::<(), _>(TelemetryError::TracesInitTwice)
         });
-        assert!(matches!(built, Err(TelemetryError::OtlpHeader(_))));
+        assert!(matches!(built, Err(TelemetryError::TracesInitTwice)));
     }
 
     #[tokio::test]

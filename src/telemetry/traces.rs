@@ -17,7 +17,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 
-use super::export_stats::{AdmissionProcessor, ExportStats, ReportingExporter, SPANS};
+use super::export_queue::{AdmissionProcessor, ExportStats, ReportingExporter, SPANS};
 use super::otlp::ExportRuntime;
 use super::resource::otel_resource;
 use super::{SPAN_FLUSH_TIMEOUT, TelemetryError, flush, otlp, propagation};
@@ -34,17 +34,12 @@ struct CachedTracer {
     sampler: SamplerConfig,
 }
 
-/// The tracer every span of this service starts from, created once instead
-/// of once per span, as opentelemetry-rust's `tracing-http-propagator`
-/// example does.
-///
-/// It is the SDK's own tracer, not the global `BoxedTracer`: that one boxes
-/// every span it starts, sampled or not, and putting a span in a `Context`
-/// boxes it again.
-///
-/// [`Traces::init`] creates it from the provider it installs. Without that
-/// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans) there is
-/// none, and no span is started at all.
+/// The tracer every span of this service starts from, created once by
+/// [`Traces::init`], as opentelemetry-rust's `tracing-http-propagator`
+/// example does. It is the SDK's own tracer, not the global `BoxedTracer`,
+/// which boxes every span it starts. `None` without a provider
+/// (`OTEL_SDK_DISABLED=true`, or a subcommand that exports no spans): then
+/// no span is started at all.
 fn tracer() -> Option<&'static CachedTracer> {
     TRACER.get()
 }
@@ -68,17 +63,12 @@ impl From<Vec<KeyValue>> for Recorded {
 /// Starts the span `builder` describes as a child of `parent` and returns
 /// `parent` with it as the current span; `None` when tracing is off.
 ///
-/// `record` gives the span its name and attributes, and anything else that
-/// costs allocations, only if it records: the samplers `OTEL_TRACES_SAMPLER`
-/// offers decide on the trace id and the parent alone, so a span that is not
-/// sampled pays for none of it. Such a span is kept as its span context
-/// alone (its ids, for children and for propagation): a span that does not
-/// record has nothing to end, and the context need not box it.
-///
-/// When the sampler is sure to record the span (see [`certainly_records`]),
-/// the name and attributes go in the builder, as opentelemetry-rust's
-/// examples do: the SDK then keeps the attribute vector as it is, instead of
-/// growing an empty one attribute by attribute.
+/// `record` builds the span's name and attributes only if it records: the
+/// samplers decide on the trace id and the parent alone, so a span that is
+/// not sampled pays for none of it, and is kept as its span context alone
+/// (it has nothing to end). When the sampler is sure to record it
+/// ([`certainly_records`]), they go in the builder, so the SDK keeps the
+/// attribute vector as it is instead of growing one.
 pub fn start_span(
     builder: SpanBuilder,
     parent: &Context,
