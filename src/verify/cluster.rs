@@ -10,7 +10,7 @@ use kube::api::{ListParams, LogParams};
 use kube::config::{KubeConfigOptions, KubeconfigError};
 use kube::{Api, Client, Config};
 
-use super::report::Check;
+use super::check::Check;
 
 /// Lines of a bad container's log shown in the report.
 const LOG_LINES: i64 = 5;
@@ -55,8 +55,9 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Api { reason, .. } if reason.starts_with("404"))
+    /// RBAC refused the request (403).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Self::Forbidden { .. })
     }
 }
 
@@ -122,7 +123,7 @@ impl Access<'_> {
 
 /// The message at the bottom of an error's source chain: "Connection
 /// refused (os error 111)" rather than "ServiceError: client error (Connect)".
-fn innermost(error: &dyn std::error::Error) -> String {
+pub fn innermost(error: &dyn std::error::Error) -> String {
     let mut current = error;
     while let Some(source) = current.source() {
         current = source;
@@ -343,24 +344,9 @@ pub async fn check_workload(
             exists: false,
         });
     };
-
-    let spec_replicas = deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.replicas)
-        .unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    let ready = status.ready_replicas.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    let available_condition = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|condition| condition.type_ == "Available" && condition.status == "True");
-    let expected = format!("Available, {spec_replicas}/{spec_replicas} ready and up to date");
-
-    if spec_replicas == 0 {
+    let rollout = Rollout::of(&deployment);
+    let expected = format!("Available, {0}/{0} ready and up to date", rollout.replicas);
+    if rollout.replicas == 0 {
         let check = Check::fail(title, expected, "scaled to 0 replicas".to_owned()).detail(
             format!("kubectl -n {namespace} scale deployment/{name} --replicas=1"),
         );
@@ -370,7 +356,81 @@ pub async fn check_workload(
             exists: true,
         });
     }
+    let (problems, details) = pod_problems(cluster, namespace, &deployment).await?;
+    let healthy = rollout.complete() && problems.is_empty();
+    let seen = if problems.is_empty() {
+        rollout.describe()
+    } else {
+        problems.join("; ")
+    };
+    let mut check = Check::judged(healthy, title, expected, seen);
+    check.details = details;
+    Ok(WorkloadState {
+        check,
+        available: rollout.available && rollout.ready > 0,
+        exists: true,
+    })
+}
 
+/// A Deployment's replicas as its spec and status count them.
+struct Rollout {
+    /// Wanted by the spec.
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    total: i32,
+    /// The `Available` condition holds.
+    available: bool,
+}
+
+impl Rollout {
+    fn of(deployment: &Deployment) -> Self {
+        let status = deployment.status.clone().unwrap_or_default();
+        Self {
+            replicas: deployment
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.replicas)
+                .unwrap_or(1),
+            ready: status.ready_replicas.unwrap_or(0),
+            updated: status.updated_replicas.unwrap_or(0),
+            total: status.replicas.unwrap_or(0),
+            available: status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|condition| condition.type_ == "Available" && condition.status == "True"),
+        }
+    }
+
+    /// Available, and every replica ready and up to date.
+    fn complete(&self) -> bool {
+        let wanted = self.replicas;
+        self.available && self.ready == wanted && self.updated == wanted && self.total == wanted
+    }
+
+    fn describe(&self) -> String {
+        let (ready, wanted, updated) = (self.ready, self.replicas, self.updated);
+        if self.complete() {
+            format!("Available, {ready}/{wanted} ready")
+        } else {
+            let available = if self.available {
+                ""
+            } else {
+                "not Available, "
+            };
+            format!("{available}{ready}/{wanted} ready, {updated} up to date")
+        }
+    }
+}
+
+/// Why each pod of the Deployment that is not being deleted is not ready,
+/// and the log lines that show it.
+async fn pod_problems(
+    cluster: &Cluster,
+    namespace: &str,
+    deployment: &Deployment,
+) -> Result<(Vec<String>, Vec<String>), ClusterError> {
     let pods = cluster.pods(namespace);
     let selector = deployment
         .spec
@@ -389,34 +449,7 @@ pub async fn check_workload(
             details.extend(problem.details);
         }
     }
-
-    let rolled_out = ready == spec_replicas && updated == spec_replicas && total == spec_replicas;
-    let healthy = available_condition && rolled_out && problems.is_empty();
-    let seen = if healthy {
-        format!("Available, {ready}/{spec_replicas} ready")
-    } else if problems.is_empty() {
-        format!(
-            "{}{ready}/{spec_replicas} ready, {updated} up to date",
-            if available_condition {
-                ""
-            } else {
-                "not Available, "
-            }
-        )
-    } else {
-        problems.join("; ")
-    };
-    let mut check = if healthy {
-        Check::pass(title, expected, seen)
-    } else {
-        Check::fail(title, expected, seen)
-    };
-    check.details = details;
-    Ok(WorkloadState {
-        check,
-        available: available_condition && ready > 0,
-        exists: true,
-    })
+    Ok((problems, details))
 }
 
 struct PodProblem {
@@ -577,41 +610,4 @@ async fn last_log_lines(
             .collect(),
         Err(_) => Vec::new(),
     }
-}
-
-/// The last lines of a collector pod's log about a failing `exporter`,
-/// newest last, shortened to time, level, message and error.
-pub async fn exporter_failures(
-    pods: &Api<Pod>,
-    pod: &str,
-    exporter: &str,
-    count: usize,
-) -> Vec<String> {
-    let params = LogParams {
-        tail_lines: Some(500),
-        ..LogParams::default()
-    };
-    let Ok(log) = pods.logs(pod, &params).await else {
-        return Vec::new();
-    };
-    let quoted = format!("\"{exporter}\"");
-    let matching: Vec<String> = log
-        .lines()
-        .filter(|line| line.contains(&quoted) && line.contains("\"error\""))
-        .map(shorten_collector_line)
-        .collect();
-    matching[matching.len().saturating_sub(count)..].to_vec()
-}
-
-/// `TIME\tLEVEL\tCALLER\tMESSAGE\t{json}` (the collector's console log)
-/// becomes `TIME LEVEL MESSAGE: ERROR`; other lines are kept as they are.
-fn shorten_collector_line(line: &str) -> String {
-    let fields: Vec<&str> = line.splitn(5, '\t').collect();
-    if let [time, level, _caller, message, fields] = fields.as_slice()
-        && let Ok(fields) = serde_json::from_str::<serde_json::Value>(fields)
-        && let Some(error) = fields["error"].as_str()
-    {
-        return format!("{time} {level} {message}: {error}");
-    }
-    line.to_owned()
 }
