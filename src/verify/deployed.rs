@@ -13,7 +13,7 @@ use super::backends::bugsink::{self, FoundEvent};
 use super::backends::jaeger;
 use super::backends::sentry::SentryApi;
 use super::check::{Check, TraceRef};
-use super::cluster::{self, CONNECT_TIMEOUT, Cluster, ClusterError, Workload, WorkloadState};
+use super::cluster::{CONNECT_TIMEOUT, Cluster, ClusterError};
 use super::collector_log;
 use super::forward::Forward;
 use super::http::Get;
@@ -23,6 +23,7 @@ use super::report::Report;
 use super::scrape;
 use super::steps::{self, REQUEST_TIMEOUT};
 use super::traffic::{BACKEND, ENDPOINTS, FRONTEND, Sent};
+use super::workload::{self, Workload, WorkloadState};
 
 /// The collector chart's Deployment and Service name (`fullnameOverride`).
 const COLLECTOR: &str = "otel-collector";
@@ -80,11 +81,11 @@ async fn check_workloads(
     let app = args.app_namespace.as_str();
     let obs = args.collector_namespace.as_str();
     let (collector, jaeger, bugsink, frontend, backend) = tokio::join!(
-        cluster::check_workload(cluster, workload(obs, COLLECTOR, "otel-collector")),
-        cluster::check_workload(cluster, workload(obs, JAEGER, "demo-backends")),
-        cluster::check_workload(cluster, workload(obs, BUGSINK, "demo-backends")),
-        cluster::check_workload(cluster, workload(app, FRONTEND, "somework")),
-        cluster::check_workload(cluster, workload(app, BACKEND, "somework")),
+        workload::check_workload(cluster, deployment(obs, COLLECTOR, "otel-collector")),
+        workload::check_workload(cluster, deployment(obs, JAEGER, "demo-backends")),
+        workload::check_workload(cluster, deployment(obs, BUGSINK, "demo-backends")),
+        workload::check_workload(cluster, deployment(app, FRONTEND, "somework")),
+        workload::check_workload(cluster, deployment(app, BACKEND, "somework")),
     );
     let workloads = Workloads {
         collector: collector?,
@@ -105,7 +106,8 @@ async fn check_workloads(
     Ok(workloads)
 }
 
-fn workload<'a>(namespace: &'a str, name: &'static str, release: &'static str) -> Workload<'a> {
+/// The Deployment `name` in `namespace`, which the chart `release` installs.
+fn deployment<'a>(namespace: &'a str, name: &'static str, release: &'static str) -> Workload<'a> {
     Workload {
         namespace,
         name,

@@ -4,7 +4,7 @@
 //! `scripts/run-local.sh` starts on this machine.
 //!
 //! The seams: [`check`] (the rows every step adds: a leaf), [`cluster`]
-//! (client, errors, workload checks), [`forward`] and [`http`] (a GET
+//! (client, errors), [`workload`] (the Deployments and their pods), [`forward`] and [`http`] (a GET
 //! through the API server's port-forward or straight to loopback),
 //! [`traffic`] (requests with our own trace ids), [`scrape`] (one reader of
 //! Prometheus pages) for [`metrics`] (the collector's counters) and [`red`]
@@ -29,6 +29,7 @@ pub mod report;
 pub mod scrape;
 mod steps;
 pub mod traffic;
+pub mod workload;
 
 use std::fmt::Display;
 use std::process::ExitCode;
