@@ -45,6 +45,9 @@ impl Report {
             out.push_str(&red.render());
         }
         out.push_str(&self.traces_to_open());
+        if !self.summary.is_empty() {
+            out.push('\n');
+        }
         for line in &self.summary {
             let _ = writeln!(out, "{line}");
         }
