@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The whole pipeline on this machine, in one command (make run): Bugsink (a
 # Sentry-compatible error tracker), the collector with
-# collector-config/local.yaml, and the service with every trace sampled. It
-# calls /somework, /errorwork and /chain?hops=2, prints each trace id, where
-# the trace is (the collector's output) and where the error is (its Bugsink
-# issue), then keeps everything running until Ctrl-C.
+# collector-config/local.yaml, and the service with every trace sampled. Then
+# `somework verify local` calls /somework, /errorwork and /chain?hops=2 and
+# prints each trace id, where the trace is (the collector's output) and where
+# the error is (its Bugsink issue); everything keeps running until Ctrl-C.
 #
 #   scripts/run-local.sh [--data-dir DIR] [--headless]
 #
 #   --data-dir DIR  Bugsink's data and the three processes' logs (default
 #                   .tools/run-local); reused by later runs
 #   --headless      stop everything and exit once the summary is printed,
-#                   0 only if every trace and the error were found
+#                   with the status of somework verify local: 0 only if
+#                   every trace and the error were found
 #
 # Loopback ports, each overridable: SERVICE_PORT (8080), BUGSINK_PORT (8000),
+# and the collector's (collector-config/loopback-ports.yaml reads them):
 # OTLP_GRPC_PORT (4317), OTLP_HTTP_PORT (4318), COLLECTOR_HEALTH_PORT (13133),
 # COLLECTOR_METRICS_PORT (8888), COLLECTOR_RED_PORT (8889, the RED metrics).
 #
@@ -58,6 +60,7 @@ OTLP_HTTP_PORT="${OTLP_HTTP_PORT:-4318}"
 COLLECTOR_HEALTH_PORT="${COLLECTOR_HEALTH_PORT:-13133}"
 COLLECTOR_METRICS_PORT="${COLLECTOR_METRICS_PORT:-8888}"
 COLLECTOR_RED_PORT="${COLLECTOR_RED_PORT:-8889}"
+export OTLP_GRPC_PORT OTLP_HTTP_PORT COLLECTOR_HEALTH_PORT COLLECTOR_METRICS_PORT COLLECTOR_RED_PORT
 for name in SERVICE_PORT BUGSINK_PORT OTLP_GRPC_PORT OTLP_HTTP_PORT COLLECTOR_HEALTH_PORT COLLECTOR_METRICS_PORT COLLECTOR_RED_PORT; do
   port="${!name}"
   [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1 && "$port" -le 65535 ]] ||
@@ -125,7 +128,6 @@ wait_for() {
 step "tools: Bugsink and the collector (reused when present)"
 scripts/install-bugsink.sh
 scripts/build-collector.sh
-PYTHON="$TOOLS_DIR/bugsink-venv/bin/python"
 
 if [[ -n "${SOMEWORK_BIN:-}" ]]; then
   SERVICE_BIN="$SOMEWORK_BIN"
@@ -153,11 +155,7 @@ start bugsink "$BUGSINK_LOG" scripts/run-bugsink.sh --port "$BUGSINK_PORT" --dat
 bugsink_pid="${pids[0]}"
 step "starting the collector (collector-config/local.yaml: every span to its output)"
 start collector "$COLLECTOR_LOG" "$TOOLS_BIN/otelcol-somework" --config collector-config/local.yaml \
-  "--set=receivers.otlp.protocols.grpc.endpoint=127.0.0.1:$OTLP_GRPC_PORT" \
-  "--set=receivers.otlp.protocols.http.endpoint=127.0.0.1:$OTLP_HTTP_PORT" \
-  "--set=extensions.health_check.endpoint=127.0.0.1:$COLLECTOR_HEALTH_PORT" \
-  "--set=service.telemetry.metrics.readers=[{pull: {exporter: {prometheus: {host: 127.0.0.1, port: $COLLECTOR_METRICS_PORT}}}}]" \
-  "--set=exporters.prometheus.endpoint=127.0.0.1:$COLLECTOR_RED_PORT"
+  --config collector-config/loopback-ports.yaml
 wait_for collector "${pids[1]}" "$COLLECTOR_LOG" "http://127.0.0.1:$COLLECTOR_HEALTH_PORT/"
 
 # Bugsink migrates its databases before it serves (seconds; a minute or more
@@ -171,13 +169,11 @@ until [[ -s "$BUGSINK_DATA/api-token" ]]; do
   fi
   sleep 0.2
 done
-BUGSINK_TOKEN="$(<"$BUGSINK_DATA/api-token")"
 # shellcheck source=/dev/null
 source "$BUGSINK_DATA/sentry.env"
-BUGSINK_PROJECT="${SENTRY_DSN##*/}"
 BUGSINK_URL="http://127.0.0.1:$BUGSINK_PORT"
-wait_for Bugsink "$bugsink_pid" "$BUGSINK_LOG" "$BUGSINK_URL/api/canonical/0/issues/?project=$BUGSINK_PROJECT" \
-  -H "Authorization: Bearer $BUGSINK_TOKEN"
+wait_for Bugsink "$bugsink_pid" "$BUGSINK_LOG" "$BUGSINK_URL/api/canonical/0/projects/" \
+  -H "Authorization: Bearer $(<"$BUGSINK_DATA/api-token")"
 
 step "starting the service on 127.0.0.1:$SERVICE_PORT (every trace sampled, errors to Bugsink)"
 # A 1 s export delay instead of 5 s, so each trace shows up at once.
@@ -192,102 +188,25 @@ start service "$SERVICE_LOG" env \
 SERVICE_URL="http://127.0.0.1:$SERVICE_PORT"
 wait_for service "${pids[2]}" "$SERVICE_LOG" "$SERVICE_URL/readyz"
 
-# --- 3. Calls, and where each one can be seen --------------------------------
-# json_field FIELD: FIELD of the JSON object on stdin.
-json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
-paths=(/somework /errorwork '/chain?hops=2')
-traces=()
-for path in "${paths[@]}"; do
-  body="$(curl -sS --max-time 30 "$SERVICE_URL$path")" || die "GET $path failed (service log: $SERVICE_LOG)"
-  trace="$(json_field trace_id <<<"$body")" || die "GET $path answered without a trace_id: $body"
-  traces+=("$trace")
-  step "GET $path -> trace $trace"
-done
-error_trace="${traces[1]}"
-
-# The collector prints each span with a line "Trace ID       : <id>" (the name padded
-# before the colon); a log record's "Trace ID: <id>" has no padding.
-collector_line() { grep -n -m1 "Trace ID  *: $1" "$COLLECTOR_LOG" | cut -d: -f1; }
-
-# The Bugsink event whose contexts.trace.trace_id is $1, as "issue-id event-id".
-bugsink_event() {
-  BUGSINK_URL="$BUGSINK_URL" BUGSINK_TOKEN="$BUGSINK_TOKEN" BUGSINK_PROJECT="$BUGSINK_PROJECT" \
-    "$PYTHON" - "$1" <<'EOF'
-import json, os, sys, urllib.request
-
-base, token = os.environ["BUGSINK_URL"], os.environ["BUGSINK_TOKEN"]
-
-def get(path):
-    request = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-issues = get("/api/canonical/0/issues/?project=%s&order=desc" % os.environ["BUGSINK_PROJECT"])
-for issue in issues["results"]:
-    # The newest events first: this run's are among them.
-    events = get("/api/canonical/0/events/?issue=%s&order=desc" % issue["id"])
-    for listed in events["results"][:20]:
-        event = get("/api/canonical/0/events/%s/" % listed["id"])
-        trace = event["data"].get("contexts", {}).get("trace", {})
-        if trace.get("trace_id") == sys.argv[1]:
-            print(issue["id"], listed["id"])
-            sys.exit(0)
-sys.exit(1)
-EOF
-}
-
-step "waiting for the traces in the collector's output and the error in Bugsink"
-deadline=$((SECONDS + 30))
-missing=()
-event=""
-while true; do
-  missing=()
-  for i in "${!paths[@]}"; do
-    [[ -n "$(collector_line "${traces[i]}")" ]] || missing+=("the trace of ${paths[i]} in $COLLECTOR_LOG")
-  done
-  [[ -n "$event" ]] || event="$(bugsink_event "$error_trace")" || missing+=("the /errorwork error in Bugsink")
-  ((${#missing[@]} == 0 || SECONDS > deadline)) && break
-  sleep 0.5
-done
-
-# --- 4. The summary -------------------------------------------------------
+# --- 3. Calls, and where each one can be seen: somework verify local --------
 printf '\nThe local pipeline is up after %d s.\n\n' "$((SECONDS - started))"
-for i in "${!paths[@]}"; do
-  id="${traces[i]}"
-  printf 'GET %s\n  trace_id  %s\n' "${paths[i]}" "$id"
-  line="$(collector_line "$id")"
-  if [[ -n "$line" ]]; then
-    printf '  spans     %s:%s   (grep -n %s %s)\n' "$COLLECTOR_LOG" "$line" "$id" "$COLLECTOR_LOG"
-  else
-    printf '  spans     NOT FOUND in %s\n' "$COLLECTOR_LOG"
-  fi
-done
-if [[ -n "$event" ]]; then
-  read -r issue event_id <<<"$event"
-  cat <<EOF
-
-The /errorwork error in Bugsink, linked to trace $error_trace:
-  issue     $BUGSINK_URL/issues/issue/$issue/event/$event_id/
-  login     admin / $(<"$BUGSINK_DATA/admin-password")
-  The event's contexts.trace beside the response's trace id:
-    echo "response trace_id: $error_trace"; curl -s -H 'Authorization: Bearer $BUGSINK_TOKEN' $BUGSINK_URL/api/canonical/0/events/$event_id/ | $PYTHON -c 'import json, sys; print("event contexts.trace:", json.load(sys.stdin)["data"]["contexts"]["trace"])'
-EOF
-else
-  printf '\nThe /errorwork error: NOT FOUND in Bugsink (%s)\n' "$BUGSINK_LOG"
-fi
+status=0
+"$SERVICE_BIN" verify local \
+  --service "$SERVICE_URL" \
+  --collector-metrics "http://127.0.0.1:$COLLECTOR_METRICS_PORT" \
+  --collector-output "$COLLECTOR_LOG" \
+  --bugsink "$BUGSINK_URL" \
+  --bugsink-data-dir "$BUGSINK_DATA" || status=$?
+((status != 2)) || die "$SERVICE_BIN verify local refused its arguments"
 cat <<EOF
 
 Logs: $SERVICE_LOG, $COLLECTOR_LOG, $BUGSINK_LOG
 More calls: curl -s $SERVICE_URL/somework (see the README's Endpoints)
 EOF
 
-if ((${#missing[@]} > 0)); then
-  printf 'not found within 30 s: %s\n' "${missing[@]}" >&2
-  $headless && exit 1
-fi
 if $headless; then
-  exit 0
+  exit "$status"
 fi
+((status == 0)) || warn "not everything was found (see the FAIL lines above); everything keeps running"
 printf '\nCtrl-C stops everything.\n'
 wait

@@ -9,6 +9,8 @@
 //!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown;
 //! - [`load`] is `somework load`, a load generator for the service.
+//! - [`sentry_otlp`] is `somework sentry-otlp-env`, the collector's Sentry
+//!   OTLP settings from a DSN.
 //! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 // Outside tests, a failure is handled or reported, never a panic.
@@ -21,6 +23,7 @@ pub mod downstream;
 mod error;
 pub mod load;
 pub mod routes;
+pub mod sentry_otlp;
 pub mod serve;
 pub mod server;
 pub mod telemetry;

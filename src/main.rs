@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use somework::{load, serve};
+use somework::{load, sentry_otlp, serve};
 
 /// A reference service for distributed tracing: OpenTelemetry -> Collector -> Sentry.
 #[derive(Debug, Parser)]
@@ -20,9 +20,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send load to a running service: open loop by default, HDR latency per endpoint.
     Load(Box<load::LoadArgs>),
+    /// Print the collector's Sentry OTLP settings for a DSN, as shell exports.
+    SentryOtlpEnv(sentry_otlp::SentryOtlpArgs),
     /// Check a deployed demo: workloads, collector counters, Jaeger, Bugsink, Sentry.
     #[cfg(feature = "verify")]
-    Verify(somework::verify::VerifyArgs),
+    Verify(Box<somework::verify::VerifyArgs>),
 }
 
 fn main() -> ExitCode {
@@ -32,7 +34,8 @@ fn main() -> ExitCode {
     match command {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
+        Command::SentryOtlpEnv(args) => sentry_otlp::run(&args),
         #[cfg(feature = "verify")]
-        Command::Verify(args) => somework::verify::run(args),
+        Command::Verify(args) => somework::verify::run(*args),
     }
 }

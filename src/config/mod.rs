@@ -23,7 +23,7 @@ pub use self::otel::{
     ExporterConfig, LogsConfig, OtlpCompression, OtlpConfig, OtlpHeaders, OtlpProtocol, OtlpTls,
     PropagatorConfig, ResourceConfig, SamplerConfig, TracesConfig,
 };
-pub use self::sentry::SentryConfig;
+pub use self::sentry::{DSN_FORM, SentryConfig, parse_dsn};
 
 const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
 const DEFAULT_WORK_SLEEP: Duration = Duration::from_millis(100);

@@ -5,6 +5,14 @@ use std::str::FromStr;
 
 use super::env::{ConfigError, Env};
 
+/// The form of `SENTRY_DSN`, for messages.
+pub const DSN_FORM: &str = "a Sentry DSN such as https://PUBLIC_KEY@o0.ingest.sentry.io/PROJECT_ID";
+
+/// A DSN as the Sentry SDK reads it; `None` when `value` is not one.
+pub fn parse_dsn(value: &str) -> Option<sentry::types::Dsn> {
+    sentry::types::Dsn::from_str(value).ok()
+}
+
 #[derive(Debug, Clone)]
 pub struct SentryConfig {
     pub dsn: sentry::types::Dsn,
@@ -15,12 +23,7 @@ pub struct SentryConfig {
 impl SentryConfig {
     /// `None` when `SENTRY_DSN` is unset: errors are only logged and traced.
     pub(super) fn from_env(env: &Env<'_>) -> Result<Option<Self>, ConfigError> {
-        let Some(dsn) = env.parse_opt(
-            "SENTRY_DSN",
-            "a Sentry DSN such as https://PUBLIC_KEY@o0.ingest.sentry.io/PROJECT_ID",
-            |v| sentry::types::Dsn::from_str(v).ok(),
-        )?
-        else {
+        let Some(dsn) = env.parse_opt("SENTRY_DSN", DSN_FORM, parse_dsn)? else {
             return Ok(None);
         };
         Ok(Some(SentryConfig {

@@ -13,11 +13,13 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 
-use super::cluster::{Cluster, ClusterError};
+use super::cluster::{Access, Cluster, ClusterError};
+use super::http::{Get, GetError, Reply};
 
 /// How long the API server may take to report why a forward failed.
 const FORWARD_ERROR_WAIT: Duration = Duration::from_secs(2);
 
+/// Why a Service's port cannot be forwarded to.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error(transparent)]
@@ -26,17 +28,24 @@ pub enum ForwardError {
     NoReadyPod(String),
     #[error("service {service} has no port named {port}")]
     NoSuchPort { service: String, port: String },
-    #[error("{target}: {reason}")]
-    Http { target: String, reason: String },
-    #[error("{target}: no answer within {timeout:?}")]
-    Timeout { target: String, timeout: Duration },
 }
 
-/// An HTTP answer read in full.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Bytes,
+impl ForwardError {
+    /// RBAC refused the request: the same refusal hits every other forward.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Self::Cluster(error) if error.is_forbidden())
+    }
+}
+
+/// Why one exchange over a port-forward's stream failed.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("the port-forward opened no stream")]
+    NoStream,
+    #[error(transparent)]
+    Request(#[from] hyper::http::Error),
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
 }
 
 /// One port of one ready pod behind a Service.
@@ -117,28 +126,13 @@ impl Forward {
         &self.pods
     }
 
-    /// `GET path_and_query` with the given headers, over a port-forward
-    /// opened for this one request; the whole exchange is bounded by `timeout`.
-    pub async fn get(
-        &self,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<Reply, ForwardError> {
-        tokio::time::timeout(timeout, self.exchange(path_and_query, headers))
-            .await
-            .map_err(|_| ForwardError::Timeout {
-                target: self.target.clone(),
-                timeout,
-            })?
-    }
-
+    /// One request over a port-forward opened for it alone.
     async fn exchange(
         &self,
         path_and_query: &str,
         headers: &[(&str, &str)],
-    ) -> Result<Reply, ForwardError> {
-        let access = super::cluster::Access {
+    ) -> Result<Reply, GetError> {
+        let access = Access {
             verb: "create",
             resource: "pods/portforward",
             namespace: &self.namespace,
@@ -151,12 +145,12 @@ impl Forward {
         let failure = forwarder.take_error(self.port);
         let result = match forwarder.take_stream(self.port) {
             Some(stream) => http_get(stream, path_and_query, headers).await,
-            None => Err("the port-forward opened no stream".to_owned()),
+            None => Err(ExchangeError::NoStream),
         };
         forwarder.abort();
         let reason = match result {
             Ok(reply) => return Ok(reply),
-            Err(reason) => reason,
+            Err(error) => error.to_string(),
         };
         // The API server says why a forward broke (nothing listens on the
         // port, the pod is gone) on the port's error channel.
@@ -167,10 +161,30 @@ impl Forward {
                 .flatten(),
             None => None,
         };
-        Err(ForwardError::Http {
+        Err(GetError::Http {
             target: self.target.clone(),
             reason: explained.unwrap_or(reason),
         })
+    }
+}
+
+impl Get for Forward {
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn get(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Reply, GetError> {
+        tokio::time::timeout(timeout, self.exchange(path_and_query, headers))
+            .await
+            .map_err(|_| GetError::Timeout {
+                target: self.target.clone(),
+                timeout,
+            })?
     }
 }
 
@@ -178,10 +192,9 @@ async fn http_get(
     stream: tokio::io::DuplexStream,
     path_and_query: &str,
     headers: &[(&str, &str)],
-) -> Result<Reply, String> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| error.to_string())?;
+) -> Result<Reply, ExchangeError> {
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let connection = tokio::spawn(connection);
     let mut request = Request::get(path_and_query)
         .header(HOST, "localhost")
@@ -189,21 +202,11 @@ async fn http_get(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| error.to_string())?;
     let outcome = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|error| error.to_string())?;
+        let request = request.body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| error.to_string())?
-            .to_bytes();
+        let body = response.into_body().collect().await?.to_bytes();
         Ok(Reply { status, body })
     }
     .await;

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use serde::Serialize;
-use tokio::time::Instant;
 
-use super::forward::Forward;
-use super::report::Check;
+use super::check::Check;
+use super::scrape::{Page, counter_delta as delta};
 
 const RECEIVER_ACCEPTED: &str = "otelcol_receiver_accepted_spans";
 const RECEIVER_REFUSED: &str = "otelcol_receiver_refused_spans";
@@ -24,10 +23,6 @@ const EXPORTER_SEND_FAILED: &str = "otelcol_exporter_send_failed_spans";
 /// In batches, not spans, since the collector's queue batches by itself.
 const EXPORTER_QUEUE_SIZE: &str = "otelcol_exporter_queue_size";
 const EXPORTER_IN_FLIGHT: &str = "otelcol_exporter_in_flight_requests";
-/// One read of the metrics page.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between two reads while waiting for the batch to flush.
-const FLUSH_POLL: Duration = Duration::from_secs(1);
 /// Present when the pipeline keeps only some traces on purpose.
 const TAIL_SAMPLING_PREFIX: &str = "otelcol_processor_tail_sampling";
 
@@ -81,9 +76,11 @@ impl CollectorMetrics {
         {
             return Err(MetricsParseError::NotTheCollector);
         }
-        let mut metrics = Self::default();
+        let mut metrics = Self {
+            samples_traces: samples_traces(&scrape),
+            ..Self::default()
+        };
         for sample in &scrape.samples {
-            metrics.samples_traces |= sample.metric.starts_with(TAIL_SAMPLING_PREFIX);
             if sample
                 .labels
                 .get("data_type")
@@ -91,38 +88,43 @@ impl CollectorMetrics {
             {
                 continue;
             }
-            let Some(value) = scalar(sample) else {
-                continue;
-            };
-            match base_name(&sample.metric) {
-                metric @ (RECEIVER_ACCEPTED | RECEIVER_REFUSED | RECEIVER_FAILED) => {
-                    let Some(name) = sample.labels.get("receiver") else {
-                        continue;
-                    };
-                    let receiver = metrics.receivers.entry(name.to_owned()).or_default();
-                    match metric {
-                        RECEIVER_ACCEPTED => receiver.accepted += value,
-                        RECEIVER_REFUSED => receiver.refused += value,
-                        _ => receiver.failed += value,
-                    }
-                }
-                metric @ (EXPORTER_SENT | EXPORTER_SEND_FAILED | EXPORTER_QUEUE_SIZE
-                | EXPORTER_IN_FLIGHT) => {
-                    let Some(name) = sample.labels.get("exporter") else {
-                        continue;
-                    };
-                    let exporter = metrics.exporters.entry(name.to_owned()).or_default();
-                    match metric {
-                        EXPORTER_SENT => exporter.sent += value,
-                        EXPORTER_SEND_FAILED => exporter.send_failed += value,
-                        EXPORTER_QUEUE_SIZE => *exporter.queue_batches.get_or_insert(0.0) += value,
-                        _ => *exporter.in_flight.get_or_insert(0.0) += value,
-                    }
-                }
-                _ => {}
+            if let Some(value) = scalar(sample) {
+                metrics.add(sample, value);
             }
         }
         Ok(metrics)
+    }
+
+    /// Folds one sample into its receiver's or exporter's counters.
+    fn add(&mut self, sample: &Sample, value: f64) {
+        let label = |name| sample.labels.get(name).map(str::to_owned);
+        match base_name(&sample.metric) {
+            metric @ (RECEIVER_ACCEPTED | RECEIVER_REFUSED | RECEIVER_FAILED) => {
+                let Some(name) = label("receiver") else {
+                    return;
+                };
+                let receiver = self.receivers.entry(name).or_default();
+                match metric {
+                    RECEIVER_ACCEPTED => receiver.accepted += value,
+                    RECEIVER_REFUSED => receiver.refused += value,
+                    _ => receiver.failed += value,
+                }
+            }
+            metric @ (EXPORTER_SENT | EXPORTER_SEND_FAILED | EXPORTER_QUEUE_SIZE
+            | EXPORTER_IN_FLIGHT) => {
+                let Some(name) = label("exporter") else {
+                    return;
+                };
+                let exporter = self.exporters.entry(name).or_default();
+                match metric {
+                    EXPORTER_SENT => exporter.sent += value,
+                    EXPORTER_SEND_FAILED => exporter.send_failed += value,
+                    EXPORTER_QUEUE_SIZE => *exporter.queue_batches.get_or_insert(0.0) += value,
+                    _ => *exporter.in_flight.get_or_insert(0.0) += value,
+                }
+            }
+            _ => {}
+        }
     }
 
     /// What changed since `before`: counter deltas, and the queue sizes as
@@ -187,12 +189,6 @@ impl CollectorMetrics {
     }
 }
 
-/// A counter's growth from `then` to `now`. One that went down was reset
-/// (its process restarted) and counts from zero, as PromQL's `increase`.
-pub(super) fn delta(now: f64, then: f64) -> f64 {
-    if now >= then { now - then } else { now }
-}
-
 fn base_name(metric: &str) -> &str {
     metric.strip_suffix("_total").unwrap_or(metric)
 }
@@ -204,44 +200,70 @@ fn scalar(sample: &Sample) -> Option<f64> {
     }
 }
 
-/// Reads the collector's metrics page through its port-forward.
-pub async fn read(collector: &Forward) -> Result<CollectorMetrics, String> {
-    let reply = collector
-        .get("/metrics", &[], READ_TIMEOUT)
-        .await
-        .map_err(|error| error.to_string())?;
-    if reply.status != 200 {
-        return Err(format!(
-            "{}: /metrics answered {}",
-            collector.target, reply.status
-        ));
+impl Page for CollectorMetrics {
+    type ParseError = MetricsParseError;
+
+    fn parse(text: &str) -> Result<Self, MetricsParseError> {
+        Self::parse(text)
     }
-    let text = String::from_utf8_lossy(&reply.body);
-    CollectorMetrics::parse(&text).map_err(|error| error.to_string())
+
+    fn since(&self, before: &Self) -> Self {
+        self.since(before)
+    }
 }
 
-/// Reads the counters until the receivers have accepted at least
-/// `min_spans` more spans than `before` and every exporter has caught up,
-/// or until `deadline`; returns the last deltas.
-pub async fn wait_for_flush(
-    collector: &Forward,
-    before: &CollectorMetrics,
-    min_spans: f64,
-    deadline: Instant,
-) -> Result<CollectorMetrics, String> {
-    loop {
-        let delta = read(collector).await?.since(before);
-        let settled = delta.accepted() >= min_spans && delta.exporters_caught_up();
-        if settled || Instant::now() + FLUSH_POLL >= deadline {
-            return Ok(delta);
-        }
-        tokio::time::sleep(FLUSH_POLL).await;
-    }
+/// Whether the collector keeps only some traces on purpose (tail
+/// sampling), as its page shows: the one place `verify` tells the
+/// collector's pipelines apart.
+fn samples_traces(scrape: &Scrape) -> bool {
+    scrape
+        .samples
+        .iter()
+        .any(|sample| sample.metric.starts_with(TAIL_SAMPLING_PREFIX))
+}
+
+/// The receivers have accepted at least `min_spans` more spans and every
+/// exporter has caught up: the collector is done with the traffic.
+pub fn flushed(delta: &CollectorMetrics, min_spans: f64) -> bool {
+    delta.accepted() >= min_spans && delta.exporters_caught_up()
 }
 
 /// One row for the receivers and one per exporter.
 pub fn checks(delta: &CollectorMetrics, min_spans: f64, waited: Duration) -> Vec<Check> {
-    let mut checks = Vec::new();
+    rows(delta, min_spans, waited)
+        .into_iter()
+        .map(|(_, check)| check)
+        .collect()
+}
+
+/// [`checks`], each exporter's row with the exporter's name, so a failing
+/// one can be explained with its log lines.
+pub fn rows(
+    delta: &CollectorMetrics,
+    min_spans: f64,
+    waited: Duration,
+) -> Vec<(Option<&str>, Check)> {
+    let mut rows = vec![(None, receivers_check(delta, min_spans))];
+    if delta.exporters.is_empty() {
+        rows.push((
+            None,
+            Check::fail(
+                "collector exporters".to_owned(),
+                "span counters for each exporter",
+                "no exporter counters on :8888/metrics".to_owned(),
+            ),
+        ));
+    }
+    for (name, spans) in &delta.exporters {
+        rows.push((
+            Some(name.as_str()),
+            exporter_check(delta, name, spans, waited),
+        ));
+    }
+    rows
+}
+
+fn receivers_check(delta: &CollectorMetrics, min_spans: f64) -> Check {
     let accepted = delta.accepted();
     let lost = delta.lost_at_receivers();
     let per_receiver = delta
@@ -254,7 +276,7 @@ pub fn checks(delta: &CollectorMetrics, min_spans: f64, waited: Duration) -> Vec
             )
         })
         .collect::<Vec<_>>();
-    checks.push(Check::judged(
+    Check::judged(
         accepted >= min_spans && lost == 0.0,
         "collector receivers".to_owned(),
         format!(">= {min_spans} spans accepted, 0 refused or failed"),
@@ -263,45 +285,44 @@ pub fn checks(delta: &CollectorMetrics, min_spans: f64, waited: Duration) -> Vec
         } else {
             per_receiver.join("; ")
         },
-    ));
-    if delta.exporters.is_empty() {
-        checks.push(Check::fail(
-            "collector exporters".to_owned(),
-            "span counters for each exporter",
-            "no exporter counters on :8888/metrics".to_owned(),
-        ));
-    }
-    for (name, spans) in &delta.exporters {
-        let queue = spans.queue_batches.unwrap_or(0.0);
-        let in_flight = spans.in_flight.unwrap_or(0.0);
-        let all_sent = if delta.samples_traces {
-            spans.sent > 0.0
-        } else {
-            spans.sent >= accepted
-        };
-        let healthy = all_sent && spans.send_failed == 0.0 && queue == 0.0 && in_flight == 0.0;
-        let expected = if delta.samples_traces {
-            "spans sent (tail sampling keeps some), 0 failed, queue empty".to_owned()
-        } else {
-            format!("{accepted} spans sent, 0 failed, queue empty")
-        };
-        let seen = if healthy {
-            format!("{} sent, 0 failed, queue empty", spans.sent)
-        } else {
-            format!(
-                "exporter {name} failing: {} of {accepted} accepted spans sent within {}s, \
-                 {} failed to send, {queue} batch(es) queued, {in_flight} request(s) in flight",
-                spans.sent,
-                waited.as_secs(),
-                spans.send_failed
-            )
-        };
-        checks.push(Check::judged(
-            healthy,
-            format!("collector exporter {name}"),
-            expected,
-            seen,
-        ));
-    }
-    checks
+    )
+}
+
+fn exporter_check(
+    delta: &CollectorMetrics,
+    name: &str,
+    spans: &ExporterSpans,
+    waited: Duration,
+) -> Check {
+    let accepted = delta.accepted();
+    let queue = spans.queue_batches.unwrap_or(0.0);
+    let in_flight = spans.in_flight.unwrap_or(0.0);
+    let all_sent = if delta.samples_traces {
+        spans.sent > 0.0
+    } else {
+        spans.sent >= accepted
+    };
+    let healthy = all_sent && spans.send_failed == 0.0 && queue == 0.0 && in_flight == 0.0;
+    let expected = if delta.samples_traces {
+        "spans sent (tail sampling keeps some), 0 failed, queue empty".to_owned()
+    } else {
+        format!("{accepted} spans sent, 0 failed, queue empty")
+    };
+    let seen = if healthy {
+        format!("{} sent, 0 failed, queue empty", spans.sent)
+    } else {
+        format!(
+            "exporter {name} failing: {} of {accepted} accepted spans sent within {}s, \
+             {} failed to send, {queue} batch(es) queued, {in_flight} request(s) in flight",
+            spans.sent,
+            waited.as_secs(),
+            spans.send_failed
+        )
+    };
+    Check::judged(
+        healthy,
+        format!("collector exporter {name}"),
+        expected,
+        seen,
+    )
 }

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value};
 use serde::Serialize;
-use tokio::time::Instant;
 
-use super::forward::Forward;
-use super::metrics::delta;
-use super::report::Check;
+use super::check::Check;
+use super::scrape::{Page, counter_delta as delta};
 
 /// The names Jaeger's Monitor tab queries; the collector configs pin them
 /// (connector namespace `traces.span.metrics`, histogram unit `ms`).
@@ -25,10 +23,6 @@ pub const CALLS: &str = "traces_span_metrics_calls_total";
 pub const DURATION_MS: &str = "traces_span_metrics_duration_milliseconds";
 const SERVER: &str = "SPAN_KIND_SERVER";
 const ERROR: &str = "STATUS_CODE_ERROR";
-/// One read of the metrics page.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause between two reads while waiting for the connector's next flush.
-const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the span metrics are not in the Prometheus text format: {0}")]
@@ -247,35 +241,15 @@ impl EndpointRed {
     }
 }
 
-/// Reads the span metrics through the collector's port-forward.
-pub async fn read(collector: &Forward) -> Result<SpanMetrics, String> {
-    let reply = collector
-        .get("/metrics", &[], READ_TIMEOUT)
-        .await
-        .map_err(|error| error.to_string())?;
-    if reply.status != 200 {
-        return Err(format!(
-            "{}: /metrics answered {}",
-            collector.target, reply.status
-        ));
-    }
-    SpanMetrics::parse(&String::from_utf8_lossy(&reply.body)).map_err(|error| error.to_string())
-}
+impl Page for SpanMetrics {
+    type ParseError = RedParseError;
 
-/// Reads the span metrics until `done` holds for the deltas since `before`
-/// or until `deadline`; returns the last deltas.
-pub async fn wait_for(
-    collector: &Forward,
-    before: &SpanMetrics,
-    done: impl Fn(&SpanMetrics) -> bool,
-    deadline: Instant,
-) -> Result<SpanMetrics, String> {
-    loop {
-        let delta = read(collector).await?.since(before);
-        if done(&delta) || Instant::now() + POLL >= deadline {
-            return Ok(delta);
-        }
-        tokio::time::sleep(POLL).await;
+    fn parse(text: &str) -> Result<Self, RedParseError> {
+        Self::parse(text)
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        self.since(before)
     }
 }
 

@@ -5,82 +5,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::check::{Check, Outcome, TraceRef};
 use super::metrics::CollectorMetrics;
 use super::red::RedReport;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    /// Not run because a check it depends on failed.
-    Skip,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub outcome: Outcome,
-    pub expected: String,
-    pub seen: String,
-    /// Evidence for a failure: the last log lines, what to run next.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub details: Vec<String>,
-}
-
-impl Check {
-    fn new(outcome: Outcome, name: String, expected: String, seen: String) -> Self {
-        Self {
-            name,
-            outcome,
-            expected,
-            seen,
-            details: Vec::new(),
-        }
-    }
-
-    pub fn pass(name: String, expected: impl Into<String>, seen: String) -> Self {
-        Self::new(Outcome::Pass, name, expected.into(), seen)
-    }
-
-    pub fn fail(name: String, expected: impl Into<String>, seen: String) -> Self {
-        Self::new(Outcome::Fail, name, expected.into(), seen)
-    }
-
-    pub fn judged(passed: bool, name: String, expected: impl Into<String>, seen: String) -> Self {
-        let outcome = if passed { Outcome::Pass } else { Outcome::Fail };
-        Self::new(outcome, name, expected.into(), seen)
-    }
-
-    pub fn skip(name: String, expected: impl Into<String>, because: &str) -> Self {
-        Self::new(
-            Outcome::Skip,
-            name,
-            expected.into(),
-            format!("skipped: {because}"),
-        )
-    }
-
-    pub fn detail(mut self, line: String) -> Self {
-        self.details.push(line);
-        self
-    }
-}
-
-/// A trace that `verify` started, and where to look at it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TraceRef {
-    pub request: String,
-    pub trace_id: String,
-    pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub open: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub passed: bool,
     pub context: Option<String>,
+    /// The Kubernetes API server (empty for a local run).
     pub api_server: String,
     pub elapsed_ms: u64,
     pub checks: Vec<Check>,
@@ -94,18 +27,36 @@ pub struct Report {
     /// How to open the links in `traces`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<String>,
+    /// Lines printed after the table: where a local run's traces and error are.
+    #[serde(skip)]
+    pub summary: Vec<String>,
 }
 
 impl Report {
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
-        self.checks
-            .iter()
-            .filter(|check| check.outcome == Outcome::Fail)
+        self.checks.iter().filter(|check| check.failed())
     }
 
-    /// The table, the failures again as one line each, the traces to open.
+    /// The table, the traces to open, the summary, and the failures again
+    /// as one line each.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.table();
+        if let Some(red) = &self.red {
+            out.push_str(&red.render());
+        }
+        out.push_str(&self.traces_to_open());
+        if !self.summary.is_empty() {
+            out.push('\n');
+        }
+        for line in &self.summary {
+            let _ = writeln!(out, "{line}");
+        }
+        out.push_str(&self.verdict());
+        out
+    }
+
+    /// One row per check, with the details of a failure under it.
+    fn table(&self) -> String {
         let header = ["", "check", "expected", "seen"];
         let rows: Vec<[&str; 4]> = self
             .checks
@@ -128,6 +79,7 @@ impl Report {
         };
         let (w0, w1, w2) = (width(0), width(1), width(2));
         let details = self.checks.iter().map(|check| check.details.as_slice());
+        let mut out = String::new();
         for (row, details) in [(header, &[][..])]
             .into_iter()
             .chain(rows.iter().copied().zip(details))
@@ -141,26 +93,33 @@ impl Report {
                 let _ = writeln!(out, "{:<w0$}    | {detail}", "");
             }
         }
-        if let Some(red) = &self.red {
-            out.push_str(&red.render());
+        out
+    }
+
+    fn traces_to_open(&self) -> String {
+        let mut out = String::new();
+        if self.traces.is_empty() {
+            return out;
         }
-        if !self.traces.is_empty() {
-            let _ = writeln!(out, "\ntraces sent (open them to look):");
-            for trace in &self.traces {
-                let status = trace
-                    .status
-                    .map_or_else(|| "no answer".to_owned(), |status| status.to_string());
-                let _ = writeln!(out, "  {:<16} {}  {status}", trace.request, trace.trace_id);
-                for link in &trace.open {
-                    let _ = writeln!(out, "  {:<16} {link}", "");
-                }
-            }
-            for hint in &self.hints {
-                let _ = writeln!(out, "  ({hint})");
+        let _ = writeln!(out, "\ntraces sent (open them to look):");
+        for trace in &self.traces {
+            let status = trace
+                .status
+                .map_or_else(|| "no answer".to_owned(), |status| status.to_string());
+            let _ = writeln!(out, "  {:<16} {}  {status}", trace.request, trace.trace_id);
+            for link in &trace.open {
+                let _ = writeln!(out, "  {:<16} {link}", "");
             }
         }
+        for hint in &self.hints {
+            let _ = writeln!(out, "  ({hint})");
+        }
+        out
+    }
+
+    fn verdict(&self) -> String {
+        let mut out = String::from("\n");
         let failed: Vec<&Check> = self.failures().collect();
-        let _ = writeln!(out);
         if failed.is_empty() {
             let _ = writeln!(
                 out,
@@ -168,10 +127,9 @@ impl Report {
                 self.checks.len(),
                 self.elapsed_ms as f64 / 1000.0
             );
-        } else {
-            for check in &failed {
-                let _ = writeln!(out, "verify: FAIL {}: {}", check.name, check.seen);
-            }
+        }
+        for check in failed {
+            let _ = writeln!(out, "verify: FAIL {}: {}", check.name, check.seen);
         }
         out
     }

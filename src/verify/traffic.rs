@@ -7,8 +7,8 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use serde_json::Value;
 
-use super::forward::Forward;
-use super::report::Check;
+use super::check::Check;
+use super::http::Get;
 
 /// The two services of the somework chart (`<fullname>-<component>`), which
 /// are also their `service.name`.
@@ -91,7 +91,7 @@ pub fn traceparent() -> (TraceId, SpanId, String) {
 }
 
 /// Sends `requests` requests to each endpoint, one after another.
-pub async fn send(frontend: &Forward, requests: u32, timeout: Duration) -> Vec<Sent> {
+pub async fn send(frontend: &impl Get, requests: u32, timeout: Duration) -> Vec<Sent> {
     let mut sent = Vec::new();
     for endpoint in &ENDPOINTS {
         for _ in 0..requests {

@@ -67,6 +67,7 @@ pub async fn collector_sends_to_sentry_in_both_modes(cluster: &LocalCluster) {
     let dsn = project["dsn"].as_str().expect("a DSN");
     let settings = Command::new(repo_root().join("scripts/sentry-otlp-env.sh"))
         .arg(dsn)
+        .env("SOMEWORK_BIN", env!("CARGO_BIN_EXE_somework"))
         .output()
         .expect("cannot run scripts/sentry-otlp-env.sh");
     assert!(

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use somework::verify::check::Outcome;
 use somework::verify::cluster::CONNECT_TIMEOUT;
 use somework::verify::metrics::CollectorMetrics;
 use somework::verify::red::{EndpointRed, RedReport, RouteCounts, SpanMetrics};
-use somework::verify::report::Outcome;
 use somework_testkit::net::{Blackhole, closed_port};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
@@ -221,6 +221,9 @@ async fn bad_flags_exit_2_naming_the_flag() {
         (&["--timeout", "soon"][..], "--timeout"),
         (&["--timeout", "0s"][..], "--timeout"),
         (&["--requests", "0"][..], "--requests"),
+        (&["local", "--timeout", "2x"][..], "--timeout"),
+        (&["local", "--service", "not a url"][..], "--service"),
+        (&["local", "--requests", "101"][..], "--requests"),
     ] {
         let (output, _) = verify(&missing, args).await;
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -281,6 +281,7 @@ fn the_dsn_script_prints_the_otlp_settings() {
         std::process::Command::new("bash")
             .arg(&script)
             .args(args)
+            .env("SOMEWORK_BIN", env!("CARGO_BIN_EXE_somework"))
             .output()
             .expect("cannot run bash")
     };
@@ -348,6 +349,7 @@ async fn the_sentry_otlp_config_sends_every_span_to_the_dsn_project() {
     let output = std::process::Command::new("bash")
         .arg(tools::repo_root().join("scripts/sentry-otlp-env.sh"))
         .arg(double.dsn(PROJECT))
+        .env("SOMEWORK_BIN", env!("CARGO_BIN_EXE_somework"))
         .output()
         .expect("cannot run bash");
     assert!(output.status.success(), "{output:?}");

@@ -374,9 +374,18 @@ fn make_run_shows_each_trace_in_the_collector_and_the_error_in_bugsink_until_ctr
         .expect("cannot run bash");
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{command}: {output:?}");
-    assert!(
-        shown.contains(&format!("response trace_id: {error_trace}"))
-            && shown.contains(&format!("'trace_id': '{error_trace}'")),
+    let (echoed, event) = shown
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{command} printed:\n{shown}"));
+    assert_eq!(
+        echoed,
+        format!("response trace_id: {error_trace}"),
+        "{command}"
+    );
+    let event: serde_json::Value = serde_json::from_str(event)
+        .unwrap_or_else(|e| panic!("{command} printed no event ({e}):\n{shown}"));
+    assert_eq!(
+        event["data"]["contexts"]["trace"]["trace_id"], error_trace,
         "{command} printed:\n{shown}"
     );
 

@@ -3,7 +3,8 @@
 //!
 //! Each [`Bugsink`] is its own gunicorn process on a loopback port bound for it, with
 //! its own sqlite databases in its own temporary directory, so tests can run
-//! in parallel. Tests read what was stored through Bugsink's canonical API.
+//! in parallel. Tests read what was stored through Bugsink's canonical API,
+//! with the client `somework verify` uses (`somework::verify::backends::bugsink`).
 //!
 //! Migrating a fresh database takes about 5 s, so it happens once: the first
 //! instance builds a migrated template (databases with the team, project and
@@ -24,6 +25,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use somework::verify::backends::bugsink::{BugsinkApi, BugsinkError, Order};
+use somework::verify::http::Direct;
 use tempfile::TempDir;
 
 use crate::tools;
@@ -61,6 +64,8 @@ pub struct Bugsink {
     port: u16,
     template: Template,
     http: reqwest::Client,
+    /// The canonical API's server, for [`BugsinkApi`].
+    api: Direct,
     /// Holds the databases and the log; deleted after the process is gone.
     dir: TempDir,
 }
@@ -86,11 +91,14 @@ impl Bugsink {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let base = format!("http://127.0.0.1:{port}");
+        let base = reqwest::Url::parse(&base).expect("a loopback URL");
         let bugsink = Self {
             child,
             port,
             template,
             http: reqwest::Client::new(),
+            api: Direct::new(&base).expect("an HTTP client for Bugsink"),
             dir,
         };
         bugsink.wait_until_ready().await;
@@ -126,27 +134,33 @@ impl Bugsink {
             .unwrap_or_else(|e| format!("(cannot read the Bugsink log: {e})"))
     }
 
+    fn api(&self) -> BugsinkApi<'_, Direct> {
+        BugsinkApi::new(&self.api, &self.template.token)
+    }
+
+    /// Panics with what went wrong and the server log.
+    fn failed(&self, error: &BugsinkError) -> ! {
+        panic!("{error}\nBugsink log:\n{}", self.server_log())
+    }
+
     /// The project's issues, oldest first.
     pub async fn issues(&self) -> Vec<Value> {
-        self.get_all(&format!(
-            "/api/canonical/0/issues/?project={}&order=asc",
-            self.project_id()
-        ))
-        .await
+        let project = self.project_id().to_string();
+        let issues = self.api().issues(&project, Order::OldestFirst).await;
+        issues.unwrap_or_else(|error| self.failed(&error))
     }
 
     /// The events of one issue (without their payload), oldest first.
     pub async fn issue_events(&self, issue_id: &str) -> Vec<Value> {
-        self.get_all(&format!(
-            "/api/canonical/0/events/?issue={issue_id}&order=asc"
-        ))
-        .await
+        let events = self.api().events(issue_id, Order::OldestFirst).await;
+        events.unwrap_or_else(|error| self.failed(&error))
     }
 
     /// One event by Bugsink's id (the `id` of a listed event, not the Sentry
     /// `event_id`). The event as the client sent it is under `"data"`.
     pub async fn event(&self, id: &str) -> Value {
-        self.get(&format!("/api/canonical/0/events/{id}/")).await
+        let event = self.api().event(id).await;
+        event.unwrap_or_else(|error| self.failed(&error))
     }
 
     /// Every event of the project with its payload, issue by issue.
@@ -181,50 +195,6 @@ impl Bugsink {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
-    }
-
-    async fn get(&self, path_and_query: &str) -> Value {
-        self.get_url(&format!("{}{path_and_query}", self.base_url()))
-            .await
-    }
-
-    /// Follows the API's `next` links and concatenates the `results`.
-    async fn get_all(&self, path_and_query: &str) -> Vec<Value> {
-        let mut results = Vec::new();
-        let mut page = self.get(path_and_query).await;
-        loop {
-            match page["results"].take() {
-                Value::Array(items) => results.extend(items),
-                other => panic!("no results list in a Bugsink API page: {other}"),
-            }
-            match page["next"].as_str() {
-                Some(next) => page = self.get_url(next).await,
-                None => return results,
-            }
-        }
-    }
-
-    async fn get_url(&self, url: &str) -> Value {
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(&self.template.token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}\nBugsink log:\n{}", self.server_log()));
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "GET {url}: {status} {body}\nBugsink log:\n{}",
-            self.server_log()
-        );
-        serde_json::from_str(&body).unwrap_or_else(|e| {
-            panic!(
-                "GET {url}: {e} in {body}\nBugsink log:\n{}",
-                self.server_log()
-            )
-        })
     }
 
     /// Waits until the API answers with the instance's token: the process

@@ -2,8 +2,9 @@
 //! with ocb (`.tools/bin/otelcol-somework`), with the configs in `collector-config/`.
 //!
 //! The configs bind fixed ports (4317, 4318, 13133, 8888, 8889, 55679), as a deployment
-//! should. Tests override every one of them with the collector's own `--set` flag
-//! to free loopback ports, so any number of collectors can run at once: in one test
+//! should. Tests move every one of them to free loopback ports with the overlay
+//! `collector-config/loopback-ports.yaml` (a second `--config`, as `make run` uses
+//! it), so any number of collectors can run at once: in one test
 //! binary, in several, or beside a collector a developer left running. (Serialising
 //! the tests on a lock instead would only work within one test binary and would make
 //! the suite slower.) Free ports are found by binding port 0; if another process
@@ -25,6 +26,8 @@ pub const BINARY: &str = "bin/otelcol-somework";
 /// What to run when it is missing.
 pub const INSTALL_HINT: &str = "run scripts/build-collector.sh (needs Go)";
 
+/// The overlay that moves every listener to the ports in [`Ports::env`].
+const LOOPBACK_PORTS: &str = "loopback-ports.yaml";
 /// How long a collector may take to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a collector may take to shut down after SIGTERM.
@@ -84,32 +87,18 @@ impl Ports {
         }
     }
 
-    /// `--set` overrides that move every listener of the config to these ports.
-    fn overrides(&self) -> Vec<String> {
-        vec![
-            format!(
-                "--set=receivers.otlp.protocols.grpc.endpoint=127.0.0.1:{}",
-                self.otlp_grpc
-            ),
-            format!(
-                "--set=receivers.otlp.protocols.http.endpoint=127.0.0.1:{}",
-                self.otlp_http
-            ),
-            format!(
-                "--set=extensions.health_check.endpoint=127.0.0.1:{}",
-                self.health
-            ),
-            format!("--set=extensions.zpages.endpoint=127.0.0.1:{}", self.zpages),
-            format!(
-                "--set=exporters.prometheus.endpoint=127.0.0.1:{}",
-                self.red_metrics
-            ),
-            // The value of --set is YAML, so the list of metric readers is replaced whole.
-            format!(
-                "--set=service.telemetry.metrics.readers=[{{pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {}}}}}}}}}]",
-                self.metrics
-            ),
+    /// The variables that `collector-config/loopback-ports.yaml`, merged
+    /// over the config, reads the ports from.
+    fn env(&self) -> [(&'static str, String); 6] {
+        [
+            ("OTLP_GRPC_PORT", self.otlp_grpc),
+            ("OTLP_HTTP_PORT", self.otlp_http),
+            ("COLLECTOR_HEALTH_PORT", self.health),
+            ("COLLECTOR_METRICS_PORT", self.metrics),
+            ("COLLECTOR_RED_PORT", self.red_metrics),
+            ("COLLECTOR_ZPAGES_PORT", self.zpages),
         ]
+        .map(|(name, port)| (name, port.to_string()))
     }
 }
 
@@ -190,10 +179,12 @@ async fn launch(
     let mut child = Command::new(&builder.binary)
         .arg("--config")
         .arg(&builder.config)
-        .args(ports.overrides())
+        .arg("--config")
+        .arg(config(LOOPBACK_PORTS))
         .args(&builder.sets)
         .env_clear()
         .envs(&builder.env)
+        .envs(ports.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
