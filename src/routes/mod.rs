@@ -1,6 +1,7 @@
-//! The HTTP API: routes, shared state, and the fallbacks that keep every
-//! error response JSON.
+//! The HTTP API: the router built from the endpoint catalogue, shared
+//! state, and the fallbacks that keep every error response JSON.
 
+pub mod catalog;
 pub mod chain;
 mod health;
 pub mod limits;
@@ -12,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::http::Uri;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use self::catalog::{Endpoint, Spec};
 use crate::downstream::Downstream;
 use crate::error::AppError;
 use crate::telemetry::http::trace_requests;
@@ -53,16 +54,25 @@ pub fn router(state: AppState) -> Router {
     with_limits(routes(), state)
 }
 
-/// The traced routes of the API.
+/// The traced routes of the API: the catalogue's endpoints that have a
+/// trace shape.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/somework", get(work::somework))
-        .route("/errorwork", get(work::errorwork))
-        .route("/users/{id}", get(work::user))
-        .route("/chain", get(chain::chain))
+    catalogued(|spec| spec.trace.is_some())
 }
 
-/// Puts `traced` behind the server limits, adds the probes and the JSON
+/// The catalogue's endpoints that `keep` selects, each on its route.
+fn catalogued(keep: impl Fn(&Spec) -> bool) -> Router<AppState> {
+    Endpoint::ALL
+        .into_iter()
+        .map(Endpoint::spec)
+        .filter(|spec| keep(spec))
+        .fold(Router::new(), |router, spec| {
+            router.route(spec.route, spec.method_router())
+        })
+}
+
+/// Puts `traced` behind the server limits, adds the probes (the catalogue's
+/// untraced endpoints) and the JSON
 /// fallbacks. Every route of `traced` runs inside a SERVER span; the probes
 /// stay untraced so they do not flood the traces, and outside the
 /// concurrency limit so that load does not fail them. Kept apart from
@@ -81,10 +91,8 @@ pub fn with_limits(traced: Router<AppState>, state: AppState) -> Router {
         .layer(from_fn(limits::time_out))
         .layer(from_fn(trace_requests))
         .layer(from_fn_with_state(permits, limits::limit_concurrency));
-    let probes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .method_not_allowed_fallback(method_not_allowed);
+    let probes =
+        catalogued(|spec| spec.trace.is_none()).method_not_allowed_fallback(method_not_allowed);
     traced
         .merge(probes)
         .layer(from_fn(limits::reject_oversized))
