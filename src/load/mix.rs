@@ -1,5 +1,5 @@
-//! What each request asks for: the endpoint, drawn by weight from `--mix`,
-//! and for `/users/{id}` the id. Drawn from a generator seeded with `--seed`,
+//! What each request asks for: the endpoint, drawn by weight from `--mix`
+//! among the catalogue's (`routes::catalog`), and for `/users/{id}` the id. Drawn from a generator seeded with `--seed`,
 //! so the same seed gives the same sequence of requests.
 
 use std::fmt;
@@ -10,55 +10,8 @@ use hyper::http::uri::PathAndQuery;
 use rand::distr::weighted::WeightedIndex;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
-use serde::Serialize;
 
-/// The endpoints the load tool knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Endpoint {
-    Somework,
-    Errorwork,
-    Users,
-    Chain,
-    Healthz,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
-        Endpoint::Somework,
-        Endpoint::Errorwork,
-        Endpoint::Users,
-        Endpoint::Chain,
-        Endpoint::Healthz,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Somework => "somework",
-            Endpoint::Errorwork => "errorwork",
-            Endpoint::Users => "users",
-            Endpoint::Chain => "chain",
-            Endpoint::Healthz => "healthz",
-        }
-    }
-
-    /// Position in [`Endpoint::ALL`], for per-endpoint arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|endpoint| endpoint.name() == name)
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::routes::catalog::Endpoint;
 
 /// The seed article's one known user: `/users/123` answers 200.
 const KNOWN_USER: u64 = 123;
@@ -78,7 +31,7 @@ pub struct Mix {
 pub enum MixError {
     #[error("expected NAME=WEIGHT pairs separated by commas, e.g. somework=70,users=30; got `{0}`")]
     Malformed(String),
-    #[error("unknown endpoint `{0}`; expected one of somework, errorwork, users, chain, healthz")]
+    #[error("unknown endpoint `{0}`; expected one of {names}", names = Endpoint::names())]
     UnknownEndpoint(String),
     #[error(
         "the weight of `{endpoint}` must be a whole number from 0 to {MAX_WEIGHT}, got `{weight}`"
@@ -161,18 +114,20 @@ impl Draw {
             rng: StdRng::seed_from_u64(seed),
             choice,
             endpoints,
-            chain_path: dynamic_path(format!("/chain?hops={hops}")),
+            chain_path: dynamic_path(format!("{}?hops={hops}", Endpoint::Chain.spec().route)),
         }
     }
 
     pub fn next(&mut self) -> Planned {
         let endpoint = self.endpoints[self.rng.sample(&self.choice)];
         let path = match endpoint {
-            Endpoint::Somework => PathAndQuery::from_static("/somework"),
-            Endpoint::Errorwork => PathAndQuery::from_static("/errorwork"),
-            Endpoint::Healthz => PathAndQuery::from_static("/healthz"),
             Endpoint::Chain => self.chain_path.clone(),
-            Endpoint::Users => dynamic_path(format!("/users/{}", self.user_id())),
+            Endpoint::Users => {
+                let id = self.user_id();
+                dynamic_path(Endpoint::Users.spec().route.replace("{id}", &id))
+            }
+            // The catalogue's example request, the same every time.
+            other => PathAndQuery::from_static(other.spec().example),
         };
         Planned { endpoint, path }
     }
@@ -270,6 +225,22 @@ mod tests {
                 .and_then(|id| id.parse::<u64>().ok())
                 .is_some_and(|id| id != KNOWN_USER)
         }));
+    }
+
+    #[test]
+    fn every_endpoint_of_the_catalogue_can_be_drawn_on_its_route() {
+        for endpoint in Endpoint::ALL {
+            let mix: Mix = format!("{endpoint}=1").parse().unwrap();
+            let path = Draw::new(&mix, 5, 2).next().path;
+            let route = endpoint.spec().route;
+            let fixed = route.split('{').next().unwrap_or(route);
+            assert!(path.path().starts_with(fixed), "{endpoint}: {path}");
+        }
+        assert!(
+            MixError::UnknownEndpoint("work".into())
+                .to_string()
+                .ends_with("somework, errorwork, users, chain, healthz, readyz")
+        );
     }
 
     #[test]

@@ -80,8 +80,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
 
-    /// Endpoints and their relative weights: somework, errorwork, users
-    /// (known, unknown and invalid ids), chain, healthz.
+    /// Endpoints by name and their relative weights: somework, errorwork,
+    /// users (known, unknown and invalid ids), chain, the probes; an unknown
+    /// name is refused with the list of all.
     #[arg(
         long,
         value_name = "NAME=WEIGHT,...",

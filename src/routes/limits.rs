@@ -1,14 +1,19 @@
 //! Limits that keep one client, or a flood of them, from taking the service
-//! down. Each rejection is a JSON error like every other.
+//! down. tower and tower-http enforce them (see [`with_limits`]); this file
+//! holds their values and turns each refusal into a JSON error like every
+//! other.
+//!
+//! [`with_limits`]: super::with_limits
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::BoxError;
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tower::load_shed::error::Overloaded;
+use tower::timeout::error::Elapsed;
 
 use crate::error::AppError;
 
@@ -16,15 +21,16 @@ use crate::error::AppError;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest request body accepted. No endpoint reads a body; this only bounds
 /// what a client can make the server accept.
-pub const MAX_BODY_BYTES: u64 = 16 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest a request may take. `/chain` with 10 hops stays well inside it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Requests served at once; more get 503 at once instead of queueing.
 pub const MAX_CONCURRENT_REQUESTS: usize = 512;
 
-/// Rejects oversized headers (431) and declared bodies (413) before any
-/// work is done.
-pub async fn reject_oversized(request: Request, next: Next) -> Response {
+/// Rejects an oversized header section (431) before any work is done.
+/// Written here because neither tower nor tower-http limits headers: hyper
+/// bounds its read buffer, which is far larger and answers without a body.
+pub async fn reject_large_headers(request: Request, next: Next) -> Response {
     let header_bytes: usize = request
         .headers()
         .iter()
@@ -37,45 +43,43 @@ pub async fn reject_oversized(request: Request, next: Next) -> Response {
         }
         .into_response();
     }
-    let declared_body = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared_body.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return AppError::Rejected {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            reason: format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-        }
-        .into_response();
-    }
     next.run(request).await
 }
 
-/// Sheds load beyond [`MAX_CONCURRENT_REQUESTS`] with a 503.
-pub async fn limit_concurrency(
-    State(permits): State<Arc<Semaphore>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match permits.try_acquire() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => AppError::Rejected {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason: "too many concurrent requests; retry later".to_owned(),
-        }
-        .into_response(),
+/// Gives tower-http's `RequestBodyLimitLayer` refusal (a plain-text 413) the
+/// service's JSON form. Under that layer a 413 can only mean the body passed
+/// [`MAX_BODY_BYTES`]: by its declared length, or while a handler read it.
+pub async fn explain_body_limit(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
     }
+    AppError::Rejected {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        reason: format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+    }
+    .into_response()
 }
 
-/// Ends a request that takes longer than [`REQUEST_TIMEOUT`] with a 503.
-pub async fn time_out(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => AppError::Rejected {
+/// The answer to a request that tower's middleware refused, matched by the
+/// error's type: past [`REQUEST_TIMEOUT`] (tower's `Timeout`), or beyond
+/// [`MAX_CONCURRENT_REQUESTS`] (`LoadShed` over the concurrency limit). Both
+/// are 503s, so a client retries them.
+pub async fn refused(error: BoxError) -> AppError {
+    if error.is::<Elapsed>() {
+        AppError::Rejected {
             status: StatusCode::SERVICE_UNAVAILABLE,
             reason: format!("request did not finish within {REQUEST_TIMEOUT:?}"),
         }
-        .into_response(),
+    } else if error.is::<Overloaded>() {
+        AppError::Rejected {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "too many concurrent requests; retry later".to_owned(),
+        }
+    } else {
+        // The layers above fail in no other way; were one added that does,
+        // its error is logged rather than shown to the client.
+        tracing::error!(%error, "a middleware refused the request");
+        AppError::Internal
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::check::Check;
 use super::http::Get;
+use crate::routes::catalog::{self, Spec};
 
 /// The two services of the somework chart (`<fullname>-<component>`), which
 /// are also their `service.name`.
@@ -34,40 +35,35 @@ pub struct Endpoint {
     pub shape: TraceShape,
 }
 
+impl Endpoint {
+    /// The catalogue's example request of `spec`, with its status and trace
+    /// shape, answered by `services`.
+    const fn expecting(
+        spec: &'static Spec,
+        services: &'static [&'static str],
+        reports_error: bool,
+    ) -> Self {
+        let Some(trace) = &spec.trace else {
+            panic!("verify follows the traces of traced endpoints only")
+        };
+        Self {
+            path: spec.example,
+            status: spec.status.as_u16(),
+            reports_error,
+            shape: TraceShape {
+                services,
+                server_spans: trace.server_spans,
+                span_names: trace.span_names,
+                error_span: trace.error_span,
+            },
+        }
+    }
+}
+
 pub const ENDPOINTS: [Endpoint; 3] = [
-    Endpoint {
-        path: "/somework",
-        status: 200,
-        reports_error: false,
-        shape: TraceShape {
-            services: &[FRONTEND],
-            server_spans: 1,
-            span_names: &["GET /somework", "somework", "MiddleWork", "ErrorWork"],
-            error_span: None,
-        },
-    },
-    Endpoint {
-        path: "/errorwork",
-        status: 500,
-        reports_error: true,
-        shape: TraceShape {
-            services: &[FRONTEND],
-            server_spans: 1,
-            span_names: &["GET /errorwork", "somework", "MiddleWork", "ErrorWork"],
-            error_span: Some("ErrorWork"),
-        },
-    },
-    Endpoint {
-        path: "/chain?hops=2",
-        status: 200,
-        reports_error: false,
-        shape: TraceShape {
-            services: &[FRONTEND, BACKEND],
-            server_spans: 3,
-            span_names: &["GET /chain"],
-            error_span: None,
-        },
-    },
+    Endpoint::expecting(&catalog::SOMEWORK, &[FRONTEND], false),
+    Endpoint::expecting(&catalog::ERRORWORK, &[FRONTEND], true),
+    Endpoint::expecting(&catalog::CHAIN, &[FRONTEND, BACKEND], false),
 ];
 
 /// One request and what came back.

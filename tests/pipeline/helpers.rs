@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::Value;
+use somework::routes::catalog::{Endpoint, TraceShape};
 use somework_testkit::api::SomeworkApi;
 use somework_testkit::bugsink::Bugsink;
 use somework_testkit::collector::{Collector, CollectorBuilder};
@@ -22,17 +23,25 @@ pub const STRAY: &str = "stray-service";
 /// How long spans may take through the collector to the double.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// The spans of one `/somework` or `/errorwork` request (see tests/service/spans.rs).
-pub fn span_names(route: &str) -> BTreeSet<String> {
-    [
-        &format!("GET {route}"),
-        "somework",
-        "MiddleWork",
-        "ErrorWork",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect()
+/// The catalogued trace of the endpoint whose example request is `path`
+/// (such as `/somework` or `/errorwork`): the expected side, which the
+/// spans the service exports are compared with.
+pub fn trace_shape(path: &str) -> &'static TraceShape {
+    Endpoint::ALL
+        .into_iter()
+        .map(Endpoint::spec)
+        .find(|spec| spec.example == path)
+        .and_then(|spec| spec.trace.as_ref())
+        .unwrap_or_else(|| panic!("no traced endpoint in the catalogue has the example {path}"))
+}
+
+/// The span names of one request to `path` (see [`trace_shape`]).
+pub fn span_names(path: &str) -> BTreeSet<String> {
+    trace_shape(path)
+        .span_names
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect()
 }
 
 /// The environment the Sentry-exporting configs need, pointing at `double`.
@@ -123,7 +132,7 @@ pub fn complete(spans: &[IngestedSpan], wanted: &[(String, &str)]) -> bool {
 }
 
 /// Asserts that each trace arrived whole, once, at `project` with its key, and that
-/// `/errorwork` traces kept their Error status.
+/// the traces of a failing endpoint (`/errorwork`) kept their Error status.
 pub fn assert_delivered(
     spans: &[IngestedSpan],
     wanted: &[(String, &str)],
@@ -153,7 +162,9 @@ pub fn assert_delivered(
                 "x-sentry-auth key of {}",
                 span.span.name()
             );
-            let expected_status = if *route == "/errorwork" {
+            // The catalogued shapes of these routes fail, if at all, in
+            // every span, from the failing one up to the SERVER span.
+            let expected_status = if trace_shape(route).error_span.is_some() {
                 StatusCode::Error
             } else {
                 StatusCode::Unset

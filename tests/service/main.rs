@@ -7,6 +7,7 @@
 
 mod bad_requests;
 mod config;
+mod endpoints;
 mod helpers;
 mod load;
 mod logs;

@@ -12,10 +12,12 @@ use axum::routing::get;
 use serde_json::Value;
 use somework::config::WorkConfig;
 use somework::downstream::Downstream;
+use somework::routes::catalog::Endpoint;
 use somework::routes::limits::{MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_HEADER_BYTES};
 use somework::routes::{AppState, Readiness, router, routes, with_limits};
 use somework::work::Work;
 use somework_testkit::net::Blackhole;
+use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 /// The router with no simulated sleep or failure. `/chain` calls go to a
@@ -123,6 +125,37 @@ async fn errorwork_answers_500_with_the_error() {
     );
 }
 
+/// The router, with `/chain` calling a copy of it served on a loopback port,
+/// as the deployed frontend calls the backend.
+async fn app_with_a_next_hop() -> Router {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let next_hop = format!("http://{}", listener.local_addr().expect("its address"));
+    let served = router(state(Readiness::ready(), &next_hop));
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    router(state(Readiness::ready(), &next_hop))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_catalogued_example_answers_its_status_with_json() {
+    let app = app_with_a_next_hop().await;
+    for endpoint in Endpoint::ALL {
+        let spec = endpoint.spec();
+        let request = Request::builder()
+            .method(spec.method.clone())
+            .uri(spec.example)
+            .body(Body::empty())
+            .expect("a valid request");
+        let (status, body) = call(app.clone(), request).await;
+        assert_eq!(
+            status, spec.status,
+            "{} {}: {body}",
+            spec.method, spec.example
+        );
+    }
+}
+
 /// (method, uri, expected status, a phrase the error must contain)
 const REJECTED: &[(&str, &str, StatusCode, &str)] = &[
     ("GET", "/users/abc", StatusCode::BAD_REQUEST, "whole number"),
@@ -199,13 +232,10 @@ async fn headers_are_limited_at_the_documented_size() {
 
 #[tokio::test]
 async fn declared_bodies_are_limited_at_the_documented_size() {
-    let request = |length: u64| {
+    let request = |length: usize| {
         Request::get("/healthz")
             .header(header::CONTENT_LENGTH, length)
-            .body(Body::from(vec![
-                b'x';
-                usize::try_from(length).expect("small")
-            ]))
+            .body(Body::from(vec![b'x'; length]))
             .expect("a valid request")
     };
     let (status, _) = call(app(Readiness::ready()), request(MAX_BODY_BYTES)).await;
