@@ -63,7 +63,7 @@ if $check; then
   trap 'rm -rf "$work"' EXIT
   render "$work"
   if ! diff -ru --exclude=README.md "$K8S_DIR" "$work" >&2; then
-    die "k8s/ differs from what the charts render (diff above): run scripts/render-k8s.sh and commit the result"
+    die "k8s/ is stale: it differs from what the charts render (diff above). Run scripts/render-k8s.sh and commit the result"
   fi
   log "k8s/ is up to date"
   exit 0
