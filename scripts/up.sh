@@ -184,9 +184,9 @@ elif "${HELM[@]}" status demo-backends --namespace "$OBS_NS" >/dev/null 2>&1; th
   "${HELM[@]}" uninstall demo-backends --namespace "$OBS_NS" --wait >/dev/null
 fi
 install otel-collector "$OBS_NS" "$collector_credentials"
-pipeline="$("${KUBECTL[@]}" --namespace "$OBS_NS" get deployment otel-collector \
+picked="$("${KUBECTL[@]}" --namespace "$OBS_NS" get deployment otel-collector \
   -o jsonpath='{.metadata.labels.otel-collector/pipeline}')"
-step "the collector runs the \"$pipeline\" pipeline (helm/otel-collector/pipelines/)"
+step "the collector runs the \"$picked\" pipeline (helm/otel-collector/pipelines/)"
 install somework "$APP_NS" "$somework_credentials" --set "image.tag=$tag"
 for deployment in somework-frontend somework-backend; do
   "${KUBECTL[@]}" --namespace "$APP_NS" rollout status "deployment/$deployment" --timeout 5m

@@ -22,7 +22,7 @@ pub fn a_chart_version_bump_restarts_no_pod(cluster: &LocalCluster) {
     for (release, namespace) in RELEASES {
         let before = pods(cluster, namespace, release);
         assert!(!before.is_empty(), "release {release} has no pods");
-        let generations = generations(cluster, namespace, release);
+        let generations_before = generations(cluster, namespace, release);
 
         let chart = work.path().join(release);
         let version = bumped_copy(&repo_root().join("helm").join(release), &chart);
@@ -57,7 +57,7 @@ pub fn a_chart_version_bump_restarts_no_pod(cluster: &LocalCluster) {
         // ...and no pod template changed, so no pod was replaced.
         assert_eq!(
             generations(cluster, namespace, release),
-            generations,
+            generations_before,
             "{release}: a Deployment's spec changed"
         );
         assert_eq!(

@@ -40,7 +40,10 @@ fn render_k8s_check_passes_and_catches_drift() {
     );
     for (file, change) in [
         ("k8s/30-somework.yaml", "# hand edit\n"),
-        ("helm/otel-collector/pipelines/zero-account.yaml", "# changed\n"),
+        (
+            "helm/otel-collector/pipelines/zero-account.yaml",
+            "# changed\n",
+        ),
         ("helm/somework/values.yaml", "logFormat: text\n"),
     ] {
         let path = work.path().join(file);

@@ -112,12 +112,20 @@ fn each_pipeline_runs_its_files_verbatim_in_the_merge_order() {
             files.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
             expected
                 .iter()
-                .map(|path| path.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                .map(|path| path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned())
                 .collect::<Vec<_>>(),
             "pipeline {pipeline}: --config order"
         );
         for ((key, text), path) in files.iter().zip(&expected) {
-            assert_eq!(*text, read(path), "pipeline {pipeline}: {key} is not verbatim");
+            assert_eq!(
+                *text,
+                read(path),
+                "pipeline {pipeline}: {key} is not verbatim"
+            );
         }
         assert_eq!(files[0].0, "base.yaml", "pipeline {pipeline}");
         let own = files.last().map(|(key, _)| key.clone()).unwrap_or_default();
@@ -175,7 +183,10 @@ fn no_collector_configuration_exists_twice() {
             written.entry(leaf).or_default().push(name.clone());
         }
     }
-    let twice: Vec<_> = written.iter().filter(|(_, files)| files.len() > 1).collect();
+    let twice: Vec<_> = written
+        .iter()
+        .filter(|(_, files)| files.len() > 1)
+        .collect();
     assert!(twice.is_empty(), "settings written twice: {twice:#?}");
     assert!(written.len() > 60, "only {} settings found", written.len());
 
@@ -238,7 +249,11 @@ fn environment_is_what_the_pipeline_files_read() {
             .env
             .iter()
             .flatten()
-            .filter(|e| e.value_from.as_ref().is_some_and(|v| v.secret_key_ref.is_some()))
+            .filter(|e| {
+                e.value_from
+                    .as_ref()
+                    .is_some_and(|v| v.secret_key_ref.is_some())
+            })
             .map(|e| e.name.clone())
             .collect()
     };
@@ -251,7 +266,8 @@ fn environment_is_what_the_pipeline_files_read() {
             .map(|e| e.name.clone())
             .collect()
     };
-    let names = |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+    let names =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| (*s).to_owned()).collect() };
     for (pipeline, expected_settings, expected_credentials) in [
         (
             "zero-account",
@@ -265,13 +281,21 @@ fn environment_is_what_the_pipeline_files_read() {
         ),
         (
             "tail-sampling",
-            names(&["SENTRY_URL", "TAIL_SAMPLING_LATENCY_MS", "TAIL_SAMPLING_PERCENT"]),
+            names(&[
+                "SENTRY_URL",
+                "TAIL_SAMPLING_LATENCY_MS",
+                "TAIL_SAMPLING_PERCENT",
+            ]),
             names(&["SENTRY_AUTH_TOKEN", "SENTRY_ORG", "SENTRY_PROJECT"]),
         ),
         (
             "sentry-otlp",
             names(&[]),
-            names(&["SENTRY_OTLP_TRACES_URL", "SENTRY_OTLP_LOGS_URL", "SENTRY_PUBLIC_KEY"]),
+            names(&[
+                "SENTRY_OTLP_TRACES_URL",
+                "SENTRY_OTLP_LOGS_URL",
+                "SENTRY_PUBLIC_KEY",
+            ]),
         ),
     ] {
         let rendered = charts.render_release(&pipeline_release(&charts, pipeline));
@@ -279,9 +303,8 @@ fn environment_is_what_the_pipeline_files_read() {
         assert_eq!(settings(&container), expected_settings, "{pipeline}");
         assert_eq!(credentials(&container), expected_credentials, "{pipeline}");
     }
-    let rendered = charts.render_release(
-        &pipeline_release(&charts, "tail-sampling").set("tailSampling.percent=25"),
-    );
+    let rendered = charts
+        .render_release(&pipeline_release(&charts, "tail-sampling").set("tailSampling.percent=25"));
     let container = deployment_container(&rendered, COLLECTOR);
     assert_eq!(env_value(&container, "TAIL_SAMPLING_PERCENT"), "25");
 }
@@ -509,7 +532,12 @@ fn user_config_is_merged_over_the_pipeline() {
     );
     assert_eq!(
         traces["exporters"],
-        serde_json::json!(["otlp_grpc/jaeger", "otlp_http/archive", "debug", "span_metrics"])
+        serde_json::json!([
+            "otlp_grpc/jaeger",
+            "otlp_http/archive",
+            "debug",
+            "span_metrics"
+        ])
     );
     assert_eq!(
         merged["exporters"]["otlp_http/archive"],
@@ -519,8 +547,16 @@ fn user_config_is_merged_over_the_pipeline() {
     let mut expected = pipeline.clone();
     merge_config(&mut expected, user);
     assert_eq!(merged, expected);
-    for kept in ["otlp_grpc/jaeger", "otlp_http/victorialogs", "prometheus", "debug"] {
-        assert_eq!(merged["exporters"][kept], pipeline["exporters"][kept], "{kept}");
+    for kept in [
+        "otlp_grpc/jaeger",
+        "otlp_http/victorialogs",
+        "prometheus",
+        "debug",
+    ] {
+        assert_eq!(
+            merged["exporters"][kept], pipeline["exporters"][kept],
+            "{kept}"
+        );
     }
     assert_eq!(merged["connectors"], pipeline["connectors"]);
     assert_eq!(
@@ -648,7 +684,8 @@ service:
     std::fs::write(chart.join("pipelines/tempo.yaml"), overlay).unwrap_or_else(|e| panic!("{e}"));
     // 2. The schema entry.
     let schema_path = chart.join("values.schema.json");
-    let mut schema: Value = serde_json::from_str(&read(&schema_path)).unwrap_or_else(|e| panic!("{e}"));
+    let mut schema: Value =
+        serde_json::from_str(&read(&schema_path)).unwrap_or_else(|e| panic!("{e}"));
     schema["properties"]["pipeline"]["enum"]
         .as_array_mut()
         .unwrap_or_else(|| panic!("no pipeline enum"))
@@ -672,9 +709,21 @@ service:
         .and_then(|v| v.secret_key_ref)
         .unwrap_or_else(|| panic!("TEMPO_TOKEN does not come from the Secret"));
     assert_eq!(token.key, "TEMPO_TOKEN");
-    assert_eq!(token.name, given("otel-collector/sentry-existing-secret", "/sentry/existingSecret"));
+    assert_eq!(
+        token.name,
+        given(
+            "otel-collector/sentry-existing-secret",
+            "/sentry/existingSecret"
+        )
+    );
     // A setting with a default and no chart value is left to the file.
-    assert!(container.env.iter().flatten().all(|e| e.name != "TEMPO_ENDPOINT"));
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .all(|e| e.name != "TEMPO_ENDPOINT")
+    );
     let merged = collector_config(&rendered, COLLECTOR);
     assert_eq!(
         merged["service"]["pipelines"]["traces"]["exporters"],

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use somework_testkit::helm::Rendered;
 use somework_testkit::helm::k8s_openapi::api::core::v1::Service;
 use somework_testkit::helm::k8s_openapi::api::networking::v1::NetworkPolicy;
-use somework_testkit::helm::{Rendered, yaml_value};
 
 use crate::helpers::{Charts, collector_config, deployment_container, pipelines};
 
