@@ -141,6 +141,18 @@ for ns in "$OBS_NS" "$APP_NS"; do
   "${KUBECTL[@]}" create namespace "$ns" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
 done
 
+# Earlier versions of this script made these Secrets with kubectl; the charts
+# make their own now, and helm refuses to take over an object it did not make.
+for secret in "$OBS_NS/otel-collector-sentry" "$APP_NS/somework-sentry-dsn"; do
+  # "<name> <manager>", or nothing when there is no such Secret.
+  found="$("${KUBECTL[@]}" --namespace "${secret%%/*}" get secret "${secret#*/}" --ignore-not-found \
+    -o jsonpath='{.metadata.name} {.metadata.labels.app\.kubernetes\.io/managed-by}')"
+  if [[ -n "$found" && "$found" != *" Helm" ]]; then
+    step "removing the Secret $secret that an earlier scripts/up.sh made (the charts make their own)"
+    "${KUBECTL[@]}" --namespace "${secret%%/*}" delete secret "${secret#*/}" >/dev/null
+  fi
+done
+
 # json_string VALUE: VALUE as a JSON (so YAML) string.
 json_string() {
   local value="${1//\\/\\\\}"
