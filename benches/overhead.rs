@@ -977,7 +977,7 @@ async fn main() {
     let load_before = load_average();
     let mut out = String::new();
 
-    let mut collector = CollectorBuilder::new(&collector_bin, "local.yaml")
+    let mut collector = CollectorBuilder::new(&collector_bin, "local")
         .set("exporters.debug.verbosity", "basic")
         .start()
         .await;

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates k8s/, the plain manifests for `kubectl apply`, from the Helm
-# charts with their default values (zero-account mode), and first copies the
-# collector configurations from collector-config/ into the otel-collector
-# chart (helm cannot read files outside a chart).
+# charts with their default values (zero-account mode). It copies nothing: the
+# collector's pipelines live in the otel-collector chart only
+# (helm/otel-collector/pipelines/).
 #
 # Usage:
-#   scripts/render-k8s.sh           write helm/otel-collector/files/ and k8s/
-#   scripts/render-k8s.sh --check   change nothing; exit 1 when either is stale
+#   scripts/render-k8s.sh           write k8s/
+#   scripts/render-k8s.sh --check   change nothing; exit 1 when k8s/ is stale
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,21 +22,7 @@ HELM="${HELM:-$TOOLS_BIN/helm}"
 [[ -x "$HELM" ]] || HELM="$(command -v helm || true)"
 [[ -n "$HELM" ]] || die "helm is not installed. Run scripts/install-k8s-tools.sh (installs it into $TOOLS_BIN)."
 
-CONFIG_SRC="$ROOT/collector-config"
-CONFIG_DST="$ROOT/helm/otel-collector/files"
 K8S_DIR="$ROOT/k8s"
-
-# The collector configurations the chart carries verbatim: every file of the
-# chart's files/ that has a namesake in collector-config/. (local.yaml listens
-# on localhost, for a collector on your machine, so the chart has none; the
-# chart's own zero-account.yaml has no counterpart in collector-config/.)
-collector_configs() {
-  local file
-  for file in "$CONFIG_DST"/*.yaml; do
-    [[ -f "$CONFIG_SRC/${file##*/}" ]] && printf '%s\n' "${file##*/}"
-  done
-  return 0
-}
 
 # render DIR: writes the manifests for every chart into DIR.
 render() {
@@ -73,34 +59,17 @@ render_chart() {
 }
 
 if $check; then
-  stale=0
-  [[ -d "$CONFIG_SRC" ]] || die "$CONFIG_SRC is missing"
-  while read -r name; do
-    if ! cmp -s "$CONFIG_SRC/$name" "$CONFIG_DST/$name"; then
-      warn "helm/otel-collector/files/$name differs from collector-config/$name"
-      stale=1
-    fi
-  done < <(collector_configs)
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   render "$work"
   if ! diff -ru --exclude=README.md "$K8S_DIR" "$work" >&2; then
-    warn "k8s/ differs from what the charts render (diff above)"
-    stale=1
+    die "k8s/ is stale: it differs from what the charts render (diff above). Run scripts/render-k8s.sh and commit the result"
   fi
-  if ((stale)); then
-    die "generated files are stale: run scripts/render-k8s.sh and commit the result"
-  fi
-  log "helm/otel-collector/files/ and k8s/ are up to date"
+  log "k8s/ is up to date"
   exit 0
 fi
 
-[[ -d "$CONFIG_SRC" ]] || die "$CONFIG_SRC is missing"
-log "copying the collector configurations from collector-config/ into helm/otel-collector/files/"
-while read -r name; do
-  cp "$CONFIG_SRC/$name" "$CONFIG_DST/$name"
-done < <(collector_configs)
 log "rendering the charts into k8s/"
 rm -rf "$K8S_DIR"/*.yaml
 render "$K8S_DIR"
-log "done: review and commit helm/otel-collector/files/ and k8s/"
+log "done: review and commit k8s/"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole pipeline on this machine, in one command (make run): Bugsink (a
-# Sentry-compatible error tracker), the collector with
-# collector-config/local.yaml, and the service with every trace sampled. Then
-# `somework verify local` calls /somework, /errorwork and /chain?hops=2 and
-# prints each trace id, where the trace is (the collector's output) and where
-# the error is (its Bugsink issue); everything keeps running until Ctrl-C.
+# Sentry-compatible error tracker), the collector with the local pipeline
+# (helm/otel-collector/pipelines/local.yaml over base.yaml), and the service
+# with every trace sampled. Then `somework verify local` calls /somework,
+# /errorwork and /chain?hops=2 and prints each trace id, where the trace is
+# (the collector's output) and where the error is (its Bugsink issue);
+# everything keeps running until Ctrl-C.
 #
 #   scripts/run-local.sh [--data-dir DIR] [--headless]
 #
@@ -153,8 +154,10 @@ step "starting Bugsink on 127.0.0.1:$BUGSINK_PORT (data in $BUGSINK_DATA)"
 rm -f "$BUGSINK_DATA/api-token"
 start bugsink "$BUGSINK_LOG" scripts/run-bugsink.sh --port "$BUGSINK_PORT" --data-dir "$BUGSINK_DATA"
 bugsink_pid="${pids[0]}"
-step "starting the collector (collector-config/local.yaml: every span to its output)"
-start collector "$COLLECTOR_LOG" "$TOOLS_BIN/otelcol-somework" --config collector-config/local.yaml \
+pipelines=helm/otel-collector/pipelines
+step "starting the collector ($pipelines/local.yaml over base.yaml: every span to its output)"
+start collector "$COLLECTOR_LOG" "$TOOLS_BIN/otelcol-somework" \
+  --config "$pipelines/base.yaml" --config "$pipelines/local.yaml" \
   --config collector-config/loopback-ports.yaml
 wait_for collector "${pids[1]}" "$COLLECTOR_LOG" "http://127.0.0.1:$COLLECTOR_HEALTH_PORT/"
 

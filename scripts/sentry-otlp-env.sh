@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Turn a Sentry DSN into the three settings that collector-config/sentry-otlp.yaml reads,
+# Turn a Sentry DSN into the three settings that helm/otel-collector/pipelines/sentry-otlp.yaml reads,
 # printed as shell `export` lines:
 #
 #   eval "$(scripts/sentry-otlp-env.sh "$SENTRY_DSN")"

@@ -74,23 +74,18 @@ else
   kubectl_hint="kubectl --context $PROFILE"
 fi
 
-# --- 2. Mode ---------------------------------------------------------------
-if [[ -n "${SENTRY_DSN:-}" ]]; then
-  if [[ -n "${SENTRY_AUTH_TOKEN:-}" && -n "${SENTRY_ORG:-}" && -n "${SENTRY_PROJECT:-}" ]]; then
-    mode=sentry
-  else
-    mode=sentry-otlp
-  fi
-elif [[ -n "${SENTRY_AUTH_TOKEN:-}${SENTRY_ORG:-}${SENTRY_PROJECT:-}" ]]; then
+# --- 2. Credentials --------------------------------------------------------
+# up.sh only passes on what it is given; the otel-collector chart picks the
+# pipeline from the credentials (helm/otel-collector/values.yaml, `pipeline`),
+# and step 6 reads its pick back from the Deployment.
+if [[ -z "${SENTRY_DSN:-}" && -n "${SENTRY_AUTH_TOKEN:-}${SENTRY_ORG:-}${SENTRY_PROJECT:-}" ]]; then
   die "SENTRY_AUTH_TOKEN/SENTRY_ORG/SENTRY_PROJECT carry the traces, but the services' errors need SENTRY_DSN too. Export it (Sentry: Settings > Projects > Client Keys), or unset all of them for zero-account mode."
-else
-  mode=zero-account
 fi
-case "$mode" in
-  zero-account) step "mode: zero-account (no SENTRY_DSN): traces to Jaeger, logs to VictoriaLogs, RED metrics to Prometheus, errors to Bugsink, all inside the cluster" ;;
-  sentry) step "mode: sentry: errors to the DSN's project, traces through the collector's sentry exporter (org $SENTRY_ORG, project $SENTRY_PROJECT)" ;;
-  sentry-otlp) step "mode: sentry-otlp: errors and traces to the DSN's project (traces through Sentry's OTLP endpoint)" ;;
-esac
+if [[ -n "${SENTRY_DSN:-}" ]]; then
+  step "SENTRY_DSN is set: errors and traces go to Sentry"
+else
+  step "no SENTRY_DSN: zero-account mode, with Jaeger, VictoriaLogs, Prometheus and Bugsink inside the cluster"
+fi
 
 # --- 3. Cluster ------------------------------------------------------------
 if [[ "$CLUSTER" == local ]]; then
@@ -140,50 +135,49 @@ else
 fi
 
 # --- 5. Secrets ------------------------------------------------------------
-# apply_secret NAMESPACE NAME KEY=VALUE...: creates or updates a Secret. The
-# values go through a pipe, never a command line (which `ps` would show), and
-# are written nowhere but the cluster.
-apply_secret() {
-  local namespace="$1" name="$2"
-  shift 2
-  printf '%s\n' "$@" |
-    "${KUBECTL[@]}" create secret generic "$name" --namespace "$namespace" \
-      --from-env-file=/dev/stdin --dry-run=client -o yaml |
-    "${KUBECTL[@]}" apply -f - >/dev/null
-}
+# Credentials reach helm as a values file on stdin, never on a command line
+# (which `ps` would show), and the charts keep them in Secrets.
 for ns in "$OBS_NS" "$APP_NS"; do
   "${KUBECTL[@]}" create namespace "$ns" --dry-run=client -o yaml | "${KUBECTL[@]}" apply -f - >/dev/null
 done
 
-collector_args=()
-somework_args=(--set "image.tag=$tag")
-case "$mode" in
-  sentry)
-    step "storing the Sentry credentials in Secrets"
-    apply_secret "$OBS_NS" otel-collector-sentry \
-      "SENTRY_AUTH_TOKEN=$SENTRY_AUTH_TOKEN" "SENTRY_ORG=$SENTRY_ORG" "SENTRY_PROJECT=$SENTRY_PROJECT"
-    collector_args+=(--set pipeline=sentry --set sentry.existingSecret=otel-collector-sentry
-      --set "sentry.url=${SENTRY_URL:-https://sentry.io}")
-    ;;
-  sentry-otlp)
-    step "storing the Sentry DSN (and the OTLP settings derived from it) in Secrets"
+# Earlier versions of this script made these Secrets with kubectl; the charts
+# make their own now, and helm refuses to take over an object it did not make.
+for secret in "$OBS_NS/otel-collector-sentry" "$APP_NS/somework-sentry-dsn"; do
+  # "<name> <manager>", or nothing when there is no such Secret.
+  found="$("${KUBECTL[@]}" --namespace "${secret%%/*}" get secret "${secret#*/}" --ignore-not-found \
+    -o jsonpath='{.metadata.name} {.metadata.labels.app\.kubernetes\.io/managed-by}')"
+  if [[ -n "$found" && "$found" != *" Helm" ]]; then
+    step "removing the Secret $secret that an earlier scripts/up.sh made (the charts make their own)"
+    "${KUBECTL[@]}" --namespace "${secret%%/*}" delete secret "${secret#*/}" >/dev/null
+  fi
+done
+
+# json_string VALUE: VALUE as a JSON (so YAML) string.
+json_string() {
+  local value="${1//\\/\\\\}"
+  value="${value//\"/\\\"}"
+  printf '"%s"' "$value"
+}
+collector_credentials='{}'
+somework_credentials='{}'
+if [[ -n "${SENTRY_DSN:-}" ]]; then
+  if [[ -n "${SENTRY_AUTH_TOKEN:-}" && -n "${SENTRY_ORG:-}" && -n "${SENTRY_PROJECT:-}" ]]; then
+    collector_credentials="{sentry: {authToken: $(json_string "$SENTRY_AUTH_TOKEN"), org: $(json_string "$SENTRY_ORG"), project: $(json_string "$SENTRY_PROJECT"), url: $(json_string "${SENTRY_URL:-https://sentry.io}")}}"
+  else
     otlp_env="$(scripts/sentry-otlp-env.sh "$SENTRY_DSN")" || die "SENTRY_DSN is not a valid DSN"
     eval "$otlp_env"
-    apply_secret "$OBS_NS" otel-collector-sentry \
-      "SENTRY_OTLP_TRACES_URL=$SENTRY_OTLP_TRACES_URL" "SENTRY_OTLP_LOGS_URL=$SENTRY_OTLP_LOGS_URL" \
-      "SENTRY_PUBLIC_KEY=$SENTRY_PUBLIC_KEY"
-    collector_args+=(--set pipeline=sentry-otlp --set sentry.existingSecret=otel-collector-sentry)
-    ;;
-esac
-if [[ "$mode" != zero-account ]]; then
-  apply_secret "$APP_NS" somework-sentry-dsn "SENTRY_DSN=$SENTRY_DSN"
-  somework_args+=(--set sentry.existingSecret=somework-sentry-dsn)
+    collector_credentials="{sentry: {publicKey: $(json_string "$SENTRY_PUBLIC_KEY"), otlpTracesUrl: $(json_string "$SENTRY_OTLP_TRACES_URL"), otlpLogsUrl: $(json_string "$SENTRY_OTLP_LOGS_URL")}}"
+  fi
+  somework_credentials="{sentry: {dsn: $(json_string "$SENTRY_DSN")}}"
 fi
 
 # --- 6. Charts -------------------------------------------------------------
+# install RELEASE NAMESPACE CREDENTIALS [HELM ARGS...]: CREDENTIALS (YAML)
+# go in on stdin.
 install() {
-  local release="$1" namespace="$2" local_values=()
-  shift 2
+  local release="$1" namespace="$2" credentials="$3" local_values=()
+  shift 3
   if [[ "$CLUSTER" == local ]]; then
     local_values=(-f "helm/$release/ci/local-cluster-values.yaml")
     for value in "${values[@]}"; do
@@ -191,18 +185,21 @@ install() {
     done
   fi
   step "helm upgrade --install $release (namespace $namespace)"
-  "${HELM[@]}" upgrade --install "$release" "helm/$release" --namespace "$namespace" \
-    --wait --timeout 10m ${local_values[@]+"${local_values[@]}"} "$@" >/dev/null
+  printf '%s\n' "$credentials" |
+    "${HELM[@]}" upgrade --install "$release" "helm/$release" --namespace "$namespace" \
+      --wait --timeout 10m ${local_values[@]+"${local_values[@]}"} -f - "$@" >/dev/null
 }
-if [[ "$mode" == zero-account ]]; then
-  install demo-backends "$OBS_NS"
+if [[ -z "${SENTRY_DSN:-}" ]]; then
+  install demo-backends "$OBS_NS" '{}'
 elif "${HELM[@]}" status demo-backends --namespace "$OBS_NS" >/dev/null 2>&1; then
   step "removing the zero-account backends (Sentry takes both legs now)"
   "${HELM[@]}" uninstall demo-backends --namespace "$OBS_NS" --wait >/dev/null
 fi
-# (The ${a[@]+"${a[@]}"} form keeps bash 3.2, macOS's, happy with empty arrays.)
-install otel-collector "$OBS_NS" ${collector_args[@]+"${collector_args[@]}"}
-install somework "$APP_NS" "${somework_args[@]}"
+install otel-collector "$OBS_NS" "$collector_credentials"
+picked="$("${KUBECTL[@]}" --namespace "$OBS_NS" get deployment otel-collector \
+  -o jsonpath='{.metadata.labels.otel-collector/pipeline}')"
+step "the collector runs the \"$picked\" pipeline (helm/otel-collector/pipelines/)"
+install somework "$APP_NS" "$somework_credentials" --set "image.tag=$tag"
 for deployment in somework-frontend somework-backend; do
   "${KUBECTL[@]}" --namespace "$APP_NS" rollout status "deployment/$deployment" --timeout 5m
 done
@@ -225,7 +222,7 @@ where="profile $PROFILE"
 [[ "$CLUSTER" == minikube ]] || where="local cluster, kubeconfig $KUBECONFIG"
 echo "somework is up ($where, image $image). Trace ids: see the report above."
 echo
-if [[ "$mode" == zero-account ]]; then
+if [[ -z "${SENTRY_DSN:-}" ]]; then
   password_cmd="$kubectl_hint -n $OBS_NS get secret bugsink -o jsonpath='{.data.ADMIN_PASSWORD}' | base64 -d"
   cat <<EOF
 Traces, in Jaeger:

@@ -1,5 +1,5 @@
 //! `somework sentry-otlp-env DSN`: the settings that
-//! `collector-config/sentry-otlp.yaml` reads, derived from a Sentry DSN and
+//! `helm/otel-collector/pipelines/sentry-otlp.yaml` reads, derived from a Sentry DSN and
 //! printed as shell `export` lines (`scripts/sentry-otlp-env.sh` runs it):
 //!
 //! ```sh
@@ -49,7 +49,7 @@ fn parse_otlp_dsn(value: &str) -> Result<Dsn, DsnError> {
     Ok(dsn)
 }
 
-/// What `collector-config/sentry-otlp.yaml` reads from its environment.
+/// What `helm/otel-collector/pipelines/sentry-otlp.yaml` reads from its environment.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SentryOtlp {
     pub traces_url: Url,

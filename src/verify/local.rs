@@ -1,5 +1,5 @@
 //! `somework verify local`: the checks of `scripts/run-local.sh`, which
-//! starts Bugsink, the collector (`collector-config/local.yaml`, every span
+//! starts Bugsink, the collector (`helm/otel-collector/pipelines/local.yaml`, every span
 //! to its output) and the service on loopback and calls this. The same
 //! traffic and look-ups as in the cluster, straight to loopback ports; the
 //! traces are found in the collector's output instead of Jaeger. Besides the

@@ -4,7 +4,8 @@
 //!
 //! One test, in phases, because they share one cluster (starting it takes a
 //! minute; building it, on a cold machine, much longer):
-//! 1. every Deployment of the three charts is Available and `helm test` passes;
+//! 1. every Deployment of the three charts is Available and `helm test` passes,
+//!    and `helm upgrade` to a bumped version of each chart restarts no pod;
 //! 2. from the host, through port-forwards: each request's whole trace is in
 //!    Jaeger with the pods' Kubernetes attributes, and the error is in Bugsink
 //!    with its stack trace and trace id; a log record is in VictoriaLogs
@@ -28,6 +29,7 @@ mod demo;
 mod faults;
 mod jaeger;
 mod sentry_modes;
+mod upgrade;
 mod verify;
 
 use cluster::LocalCluster;
@@ -38,6 +40,7 @@ async fn the_demo_runs_on_a_real_kubernetes() {
         return;
     };
     demo::deployments_are_available_and_helm_test_passes(&cluster);
+    upgrade::a_chart_version_bump_restarts_no_pod(&cluster);
     demo::traces_and_errors_arrive_from_the_host(&cluster).await;
     backends::logs_and_red_metrics_reach_their_backends(&cluster).await;
     verify::passes_on_the_healthy_demo_and_agrees_with_the_cluster(&cluster).await;

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use serde_json::Value;
+
 use somework_testkit::helm::k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 use somework_testkit::helm::{
-    Helm, HelmError, Release, Rendered, ValueSet, chart_dir, value_set, value_sets,
+    Helm, HelmError, Release, Rendered, ValueSet, chart_dir, value_set, value_sets, yaml_value,
 };
 
 /// The helm that the tests render with; `None` (the test skips) when it is
@@ -164,6 +166,69 @@ pub fn only_container(spec: &PodSpec) -> &Container {
 
 pub fn deployment_container(rendered: &Rendered, name: &str) -> Container {
     only_container(&rendered.deployment_pod_spec(name)).clone()
+}
+
+/// The collector's `--config` files in a render, in the order the collector
+/// merges them: (ConfigMap key, text) for each `--config=/conf/<key>` of the
+/// collector Deployment `name`.
+pub fn collector_files(rendered: &Rendered, name: &str) -> Vec<(String, String)> {
+    let data = rendered.string_data("ConfigMap", name);
+    deployment_container(rendered, name)
+        .args
+        .unwrap_or_default()
+        .iter()
+        .map(|arg| {
+            let key = arg
+                .strip_prefix("--config=/conf/")
+                .unwrap_or_else(|| panic!("{name}: {arg} is not a --config from the ConfigMap"));
+            let text = data
+                .get(key)
+                .unwrap_or_else(|| panic!("{name}: the ConfigMap has no {key}"));
+            (key.to_owned(), text.clone())
+        })
+        .collect()
+}
+
+/// The configuration the collector `name` of a render runs: its `--config`
+/// files merged as the collector merges them ([`merge_config`]).
+pub fn collector_config(rendered: &Rendered, name: &str) -> Value {
+    collector_files(rendered, name)
+        .into_iter()
+        .fold(Value::Null, |mut merged, (_, text)| {
+            merge_config(&mut merged, yaml_value(&text));
+            merged
+        })
+}
+
+/// Merges `overlay` over `base` as the collector merges its `--config`
+/// files: maps key by key, anything else (a list too) replaced whole.
+/// `the_merge_the_tests_read_is_the_collectors` checks it against the real
+/// collector.
+pub fn merge_config(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge_config(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// Copies the directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
+    {
+        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
 }
 
 pub fn read(path: &Path) -> String {

@@ -7,22 +7,7 @@ use std::process::Command;
 use somework_testkit::helm::{Helm, scratch_dir};
 use somework_testkit::tools;
 
-use crate::helpers::read;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
-    {
-        let entry = entry.unwrap_or_else(|e| panic!("{e}"));
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
-        }
-    }
-}
+use crate::helpers::{copy_dir, read};
 
 fn render_k8s_check(root: &Path) -> std::process::Output {
     Command::new("bash")
@@ -46,7 +31,7 @@ fn render_k8s_check_passes_and_catches_drift() {
 
     // A copy of the repository's relevant parts, changed one way at a time.
     let work = scratch_dir();
-    for dir in ["scripts", "helm", "collector-config", "k8s"] {
+    for dir in ["scripts", "helm", "k8s"] {
         copy_dir(&root.join(dir), &work.path().join(dir));
     }
     assert!(
@@ -55,7 +40,10 @@ fn render_k8s_check_passes_and_catches_drift() {
     );
     for (file, change) in [
         ("k8s/30-somework.yaml", "# hand edit\n"),
-        ("collector-config/otel-collector.yaml", "# drifted\n"),
+        (
+            "helm/otel-collector/pipelines/zero-account.yaml",
+            "# changed\n",
+        ),
         ("helm/somework/values.yaml", "logFormat: text\n"),
     ] {
         let path = work.path().join(file);

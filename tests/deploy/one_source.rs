@@ -1,7 +1,8 @@
 //! One source for each fact that many files must agree on, and a test that
 //! fails when one of them drifts:
 //! - the collector's pipelines: the `pipeline` enum of the otel-collector
-//!   chart's values schema (`helpers::pipelines`);
+//!   chart's values schema (`helpers::pipelines`), one file each in the
+//!   chart's `pipelines/`, picked by the chart alone;
 //! - the namespaces: `OBS_NS` and `APP_NS` in `scripts/lib.sh`
 //!   (`somework_testkit::helm::namespaces`), which the scripts use and
 //!   every in-cluster address and `kubectl -n` must name.
@@ -9,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use somework_testkit::collector::PIPELINES_DIR;
 use somework_testkit::helm::{chart_dir, namespaces};
 use somework_testkit::tools::repo_root;
 
@@ -87,9 +89,26 @@ fn project_files() -> Vec<(PathBuf, String)> {
 #[test]
 fn every_file_names_only_the_pipelines_of_the_schema() {
     let pipelines: BTreeSet<String> = pipelines().into_iter().collect();
-    let templates = chart_dir("otel-collector").join("templates");
 
-    // The chart's templates compare the pipeline only with known names...
+    // Each pipeline has its file in the one home of the pipelines, and every
+    // file there is a pipeline's, but base.yaml (under all of them) and
+    // local.yaml (make run's).
+    let mut files = Vec::new();
+    files_under(&repo_root().join(PIPELINES_DIR), &mut files);
+    let overlays: BTreeSet<String> = files
+        .iter()
+        .filter_map(|path| path.file_stem())
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .filter(|stem| stem != "base" && stem != "local")
+        .collect();
+    assert_eq!(
+        overlays, pipelines,
+        "{PIPELINES_DIR} holds other pipelines than the schema names"
+    );
+
+    // The chart's templates compare the pipeline only with known names, and
+    // pick only known ones.
+    let templates = chart_dir("otel-collector").join("templates");
     let mut named = Vec::new();
     for entry in std::fs::read_dir(&templates).unwrap_or_else(|e| panic!("{e}")) {
         let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
@@ -100,32 +119,18 @@ fn every_file_names_only_the_pipelines_of_the_schema() {
             }
         }
     }
-    // ...and map each of them, and no other, to a file.
     let helpers = read(&templates.join("_helpers.tpl"));
-    let files_dict = helpers
-        .lines()
-        .find(|line| line.contains("$files := dict"))
-        .unwrap_or_else(|| panic!("_helpers.tpl has no $files dict"));
-    let keys: BTreeSet<String> = files_dict
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(
-        keys, pipelines,
-        "_helpers.tpl maps other pipelines than the schema names"
-    );
-
-    // The scripts ask for known pipelines only.
-    let up = read(&repo_root().join("scripts/up.sh"));
-    for marker in ["pipeline=", "mode="] {
-        for word in words_after(&up, marker) {
-            named.push(("scripts/up.sh".to_owned(), word));
+    let picker = helpers
+        .split("{{- define \"otel-collector.pipeline\" -}}")
+        .nth(1)
+        .and_then(|rest| rest.split("{{- end -}}\n{{- end -}}").next())
+        .unwrap_or_else(|| panic!("_helpers.tpl defines no otel-collector.pipeline"));
+    for line in picker.lines().map(str::trim) {
+        if !line.is_empty() && !line.starts_with("{{") {
+            named.push(("_helpers.tpl".to_owned(), line.to_owned()));
         }
     }
-    assert!(named.len() >= 8, "too few pipeline names found: {named:?}");
+    assert!(named.len() >= 4, "too few pipeline names found: {named:?}");
     let unknown: Vec<_> = named
         .iter()
         .filter(|(_, p)| !pipelines.contains(p))
@@ -134,6 +139,16 @@ fn every_file_names_only_the_pipelines_of_the_schema() {
         unknown.is_empty(),
         "pipelines the schema does not know (helm/otel-collector/values.schema.json): {unknown:?}"
     );
+
+    // The chart is the only place that picks one: scripts/up.sh passes
+    // credentials and reads the chart's pick back.
+    let up = read(&repo_root().join("scripts/up.sh"));
+    for marker in ["pipeline=", "mode="] {
+        assert!(
+            !up.contains(marker),
+            "scripts/up.sh picks a pipeline ({marker}); give the chart credentials instead"
+        );
+    }
 }
 
 /// The namespace each chart's Services live in, by Service name.

@@ -357,7 +357,7 @@ fn a_page_without_collector_metrics_is_refused() {
     );
 }
 
-/// A span-metrics page of the real collector (collector-config/local.yaml)
+/// A span-metrics page of the real collector (the local pipeline)
 /// with a frontend and a backend service, read before and after the traffic
 /// `verify` sends: 3 x /somework, 3 x /errorwork, 3 x /chain?hops=2.
 fn span_metrics(name: &str) -> SpanMetrics {

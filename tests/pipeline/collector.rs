@@ -1,4 +1,4 @@
-//! The real collector (built with ocb) running the configs in `collector-config/`,
+//! The real collector (built with ocb) running the pipelines of `helm/otel-collector/pipelines/`,
 //! between the real `somework` binary and a Sentry test double.
 //!
 //! Each test starts its own collector on free ports (see `somework_testkit::collector`),
@@ -46,10 +46,11 @@ fn every_config_validates() {
         ("SENTRY_PUBLIC_KEY", "abc123"),
     ];
     for (config, env) in [
-        ("otel-collector.yaml", &sentry[..]),
-        ("tail-sampling.yaml", &sentry[..]),
-        ("sentry-otlp.yaml", &otlp[..]),
-        ("local.yaml", &[][..]),
+        ("sentry", &sentry[..]),
+        ("tail-sampling", &sentry[..]),
+        ("sentry-otlp", &otlp[..]),
+        ("local", &[][..]),
+        ("zero-account", &[][..]),
     ] {
         let output = collector::validate(&binary, &collector::config(config), env);
         assert!(
@@ -67,7 +68,7 @@ fn validate_rejects_a_sentry_config_without_its_settings() {
     };
     let output = collector::validate(
         &binary,
-        &collector::config("otel-collector.yaml"),
+        &collector::config("sentry"),
         &[
             ("SENTRY_AUTH_TOKEN", "token"),
             ("SENTRY_PROJECT", "somework"),
@@ -151,7 +152,7 @@ async fn the_sentry_exporter_routes_every_span_to_the_mapped_project() {
         .page_size(1)
         .start()
         .await;
-    let app = spawn_collector_app(&binary, "otel-collector.yaml", double).await;
+    let app = spawn_collector_app(&binary, "sentry", double).await;
     let double = &app.double;
 
     let mut wanted = Vec::new();
@@ -354,7 +355,7 @@ async fn the_sentry_otlp_config_sends_every_span_to_the_dsn_project() {
         .expect("cannot run bash");
     assert!(output.status.success(), "{output:?}");
     let mut builder =
-        CollectorBuilder::new(&binary, "sentry-otlp.yaml").set("processors.batch.timeout", "200ms");
+        CollectorBuilder::new(&binary, "sentry-otlp").set("processors.batch.timeout", "200ms");
     for (name, value) in exports(&output.stdout) {
         builder = builder.env(&name, value);
     }
@@ -435,7 +436,7 @@ async fn tail_sampling_keeps_every_error_and_slow_trace_and_its_percentage_of_th
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let mut builder = CollectorBuilder::new(&binary, "tail-sampling.yaml")
+    let mut builder = CollectorBuilder::new(&binary, "tail-sampling")
         .set("exporters.sentry.http.proxy_url", &double.url())
         .set("processors.tail_sampling.decision_wait", "2s")
         .set("connectors.span_metrics.metrics_flush_interval", RED_FLUSH)
@@ -655,7 +656,7 @@ async fn the_service_survives_collector_restarts_and_reconnects() {
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let mut app = spawn_collector_app(&binary, "otel-collector.yaml", double).await;
+    let mut app = spawn_collector_app(&binary, "sentry", double).await;
     let project = app.double.project(PROJECT);
 
     let (_, before) = app.call("/somework").await;
@@ -698,7 +699,7 @@ async fn the_local_config_prints_every_span() {
     let Some(binary) = collector::binary() else {
         return;
     };
-    let collector = CollectorBuilder::new(&binary, "local.yaml")
+    let collector = CollectorBuilder::new(&binary, "local")
         .set("processors.batch.timeout", "200ms")
         .start()
         .await;

@@ -285,8 +285,8 @@ pub struct CollectorApp {
     pub double: SentryDouble,
 }
 
-/// Starts the collector with `config` (a Sentry-exporting file in
-/// `collector-config/`) in front of `double`, and the service named
+/// Starts the collector with `config` (a Sentry-exporting pipeline of
+/// `helm/otel-collector/pipelines/`) in front of `double`, and the service named
 /// `somework` exporting to it.
 pub async fn spawn_collector_app(
     binary: &Path,

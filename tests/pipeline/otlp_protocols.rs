@@ -32,7 +32,7 @@ async fn delivers_over(
     let Some(binary) = collector::binary() else {
         return;
     };
-    let collector = CollectorBuilder::new(&binary, "local.yaml")
+    let collector = CollectorBuilder::new(&binary, "local")
         .set("processors.batch.timeout", "200ms")
         .start()
         .await;
@@ -154,7 +154,7 @@ async fn tls_collector(certificates: &TestCertificates, mutual: bool) -> Option<
         files.push(("client_ca_file", certificates.ca_file()));
     }
     let mut builder =
-        CollectorBuilder::new(&binary, "local.yaml").set("processors.batch.timeout", "200ms");
+        CollectorBuilder::new(&binary, "local").set("processors.batch.timeout", "200ms");
     for protocol in ["grpc", "http"] {
         for (setting, file) in &files {
             builder = builder.set(

@@ -67,7 +67,7 @@ async fn red_metrics_count_every_request_and_error_per_route_with_bounded_labels
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let collector = sentry_collector_builder(&binary, "otel-collector.yaml", &double)
+    let collector = sentry_collector_builder(&binary, "sentry", &double)
         .set("connectors.span_metrics.metrics_flush_interval", RED_FLUSH)
         .start()
         .await;

@@ -29,7 +29,7 @@ use crate::helpers::{
 async fn warm_app() -> Option<CollectorApp> {
     let binary = collector::binary()?;
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let app = spawn_collector_app(&binary, "otel-collector.yaml", double).await;
+    let app = spawn_collector_app(&binary, "sentry", double).await;
     let (_, trace_id) = app.call("/somework").await;
     let wanted = [(trace_id, "/somework")];
     let spans = app.delivered(&wanted).await;

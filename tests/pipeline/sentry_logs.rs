@@ -61,7 +61,7 @@ async fn log_records_reach_sentry_logs_with_the_ids_of_their_error_event_and_spa
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let collector = sentry_collector(&binary, "otel-collector.yaml", &double).await;
+    let collector = sentry_collector(&binary, "sentry", &double).await;
     let service = service_builder(&collector, "somework")
         .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
         .env("ERROR_RATE", "1")
@@ -178,7 +178,7 @@ async fn tail_sampling_drops_a_plain_trace_but_never_its_logs() {
         return;
     };
     let double = SentryDouble::builder().project(PROJECT).start().await;
-    let mut builder = CollectorBuilder::new(&binary, "tail-sampling.yaml")
+    let mut builder = CollectorBuilder::new(&binary, "tail-sampling")
         .set("exporters.sentry.http.proxy_url", &double.url())
         .set("processors.tail_sampling.decision_wait", "1s")
         .set("processors.batch.timeout", "200ms")

@@ -1,35 +1,26 @@
 //! The otel-collector chart: its Service is where the services send, each
-//! pipeline runs its configuration file verbatim, the credentials choose the
-//! pipeline, and the rendered configurations pass the collector's validate.
+//! pipeline runs its files from `pipelines/` verbatim, merged in the order
+//! the tests and `make run` merge them too, the credentials choose the
+//! pipeline, a user's `config` is merged last, and the merged configurations
+//! pass the collector's validate.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::Value;
+use somework_testkit::collector::{self, PIPELINES_DIR};
+use somework_testkit::helm::k8s_openapi::api::apps::v1::Deployment;
 use somework_testkit::helm::k8s_openapi::api::core::v1::{Container, Service};
-use somework_testkit::helm::{Release, chart_dir, scratch_dir, yaml_value};
+use somework_testkit::helm::{Release, Rendered, scratch_dir, yaml_value};
 use somework_testkit::tools;
 
 use crate::helpers::{
-    Charts, SecretFile, deployment_container, env_value, given, only_container, pipelines, read,
-    secret_file,
+    Charts, SecretFile, collector_config, collector_files, deployment_container, env_value, given,
+    merge_config, only_container, pipelines, read, secret_file,
 };
 
-/// The files in the chart's `files/`, by name.
-fn chart_files() -> BTreeMap<String, String> {
-    let dir = chart_dir("otel-collector").join("files");
-    std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).path())
-        .map(|path| {
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (name, read(&path))
-        })
-        .collect()
-}
+const COLLECTOR: &str = "otel-collector";
 
 /// The collector with Sentry credentials from a Secret, running `pipeline`.
 fn pipeline_release(charts: &Charts, pipeline: &str) -> Release {
@@ -38,10 +29,35 @@ fn pipeline_release(charts: &Charts, pipeline: &str) -> Release {
         .set(&format!("pipeline={pipeline}"))
 }
 
-/// The configuration the chart gives the collector for `pipeline`.
-fn pipeline_config(charts: &Charts, pipeline: &str) -> String {
-    let rendered = charts.render_release(&pipeline_release(charts, pipeline));
-    rendered.string_data("ConfigMap", "otel-collector")["config.yaml"].clone()
+/// The `--config` files the chart gives the collector for `pipeline`.
+fn pipeline_files(charts: &Charts, pipeline: &str) -> Vec<(String, String)> {
+    collector_files(
+        &charts.render_release(&pipeline_release(charts, pipeline)),
+        COLLECTOR,
+    )
+}
+
+/// Writes the `--config` files of a render into `dir`, in order.
+fn write_files(dir: &Path, files: &[(String, String)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(key, text)| {
+            let path = dir.join(key);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+            path
+        })
+        .collect()
+}
+
+/// The pipeline label the chart puts on the collector's Deployment.
+fn pipeline_label(rendered: &Rendered) -> String {
+    let deployment: Deployment = rendered.get("Deployment", COLLECTOR);
+    deployment
+        .metadata
+        .labels
+        .unwrap_or_default()
+        .remove("otel-collector/pipeline")
+        .unwrap_or_else(|| panic!("the collector Deployment has no otel-collector/pipeline label"))
 }
 
 #[test]
@@ -80,63 +96,108 @@ fn collector_service_is_reachable_at_the_services_default_endpoint() {
     }
 }
 
+/// Each pipeline runs the files that `somework_testkit::collector::config`
+/// names for it, verbatim and in the same order (so the pipeline suite and
+/// `make run` run what the chart runs), with a file of its own; every file in
+/// `pipelines/` runs in some pipeline, but `local.yaml`, which is `make run`'s.
 #[test]
-fn each_pipeline_runs_a_file_of_its_own_verbatim() {
+fn each_pipeline_runs_its_files_verbatim_in_the_merge_order() {
     let Some(charts) = Charts::find() else { return };
-    let files = chart_files();
-    let mut runs: BTreeMap<String, String> = BTreeMap::new();
+    let mut own_files: BTreeMap<String, String> = BTreeMap::new();
+    let mut used: BTreeSet<PathBuf> = BTreeSet::new();
     for pipeline in pipelines() {
-        let config = pipeline_config(&charts, &pipeline);
-        let file = files
-            .iter()
-            .find(|(_, text)| **text == config)
-            .map(|(name, _)| name.clone())
-            .unwrap_or_else(|| panic!("pipeline {pipeline} runs no file of files/ unchanged"));
-        let rendered = charts.render_release(&pipeline_release(&charts, &pipeline));
-        let container = deployment_container(&rendered, "otel-collector");
+        let files = pipeline_files(&charts, &pipeline);
+        let expected = collector::config(&pipeline);
         assert_eq!(
-            container.args,
-            Some(vec!["--config=/conf/config.yaml".to_owned()])
+            files.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
+            expected
+                .iter()
+                .map(|path| path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned())
+                .collect::<Vec<_>>(),
+            "pipeline {pipeline}: --config order"
         );
-        runs.insert(pipeline, file);
+        for ((key, text), path) in files.iter().zip(&expected) {
+            assert_eq!(
+                *text,
+                read(path),
+                "pipeline {pipeline}: {key} is not verbatim"
+            );
+        }
+        assert_eq!(files[0].0, "base.yaml", "pipeline {pipeline}");
+        let own = files.last().map(|(key, _)| key.clone()).unwrap_or_default();
+        assert_eq!(own, format!("{pipeline}.yaml"));
+        own_files.insert(pipeline.clone(), own);
+        used.extend(expected);
     }
     // One file per pipeline, and no file that no pipeline runs.
-    let used: BTreeSet<&String> = runs.values().collect();
-    assert_eq!(
-        used.len(),
-        runs.len(),
-        "two pipelines share a file: {runs:?}"
-    );
-    let unused: Vec<_> = files.keys().filter(|f| !used.contains(f)).collect();
+    let distinct: BTreeSet<&String> = own_files.values().collect();
+    assert_eq!(distinct.len(), own_files.len(), "{own_files:?}");
+    used.extend(collector::config("local"));
+    let mut unused = Vec::new();
+    let mut dirs = vec![tools::repo_root().join(PIPELINES_DIR)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !used.contains(&path) {
+                unused.push(path);
+            }
+        }
+    }
     assert!(
         unused.is_empty(),
-        "files/ holds files no pipeline runs: {unused:?}"
+        "{PIPELINES_DIR} holds files no pipeline runs: {unused:?}"
     );
 }
 
+/// One source per fact: no setting of the collector is written twice with
+/// the same value (an overlay only adds or changes what its base says), and
+/// `collector-config/` holds the collector's build, no pipeline.
 #[test]
-fn chart_copies_of_collector_config_match_the_originals() {
-    let originals = tools::repo_root().join("collector-config");
-    let copies: Vec<(String, String)> = chart_files()
-        .into_iter()
-        .filter(|(name, _)| originals.join(name).exists())
+fn no_collector_configuration_exists_twice() {
+    fn leaves(value: &Value, path: String, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    leaves(value, format!("{path}.{key}"), found);
+                }
+            }
+            leaf => found.push((path, leaf.to_string())),
+        }
+    }
+    let mut written: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
+    for pipeline in pipelines().into_iter().chain(["local".to_owned()]) {
+        files.extend(collector::config(&pipeline));
+    }
+    for file in &files {
+        let mut found = Vec::new();
+        leaves(&yaml_value(&read(file)), String::new(), &mut found);
+        let name = file.display().to_string();
+        for leaf in found {
+            written.entry(leaf).or_default().push(name.clone());
+        }
+    }
+    let twice: Vec<_> = written
+        .iter()
+        .filter(|(_, files)| files.len() > 1)
         .collect();
-    for (file, text) in &copies {
-        assert_eq!(
-            *text,
-            read(&originals.join(file)),
-            "helm/otel-collector/files/{file} drifted from collector-config/{file}: run scripts/render-k8s.sh"
-        );
-    }
-    // Every pipeline but the in-cluster zero-account one runs such a copy.
-    let Some(charts) = Charts::find() else { return };
-    for pipeline in pipelines().into_iter().filter(|p| p != "zero-account") {
-        let config = pipeline_config(&charts, &pipeline);
-        assert!(
-            copies.iter().any(|(_, text)| *text == config),
-            "pipeline {pipeline} runs no copy of a file in collector-config/"
-        );
-    }
+    assert!(twice.is_empty(), "settings written twice: {twice:#?}");
+    assert!(written.len() > 60, "only {} settings found", written.len());
+
+    let mut in_collector_config: Vec<String> =
+        std::fs::read_dir(tools::repo_root().join("collector-config"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+    in_collector_config.sort();
+    assert_eq!(in_collector_config, ["README.md", "builder-config.yaml"]);
 }
 
 #[test]
@@ -150,11 +211,20 @@ fn pipeline_follows_the_credentials_given() {
         ("otel-collector/sentry-otlp", "sentry-otlp"),
     ] {
         let rendered = charts.render(label);
-        let config = rendered.string_data("ConfigMap", "otel-collector");
         assert_eq!(
-            config["config.yaml"],
-            pipeline_config(&charts, pipeline),
+            collector_files(&rendered, COLLECTOR),
+            pipeline_files(&charts, pipeline),
             "{label} should run the {pipeline} pipeline"
+        );
+        // The chart says which one it picked, on the Deployment and the
+        // ConfigMap, for tools such as `somework verify`.
+        assert_eq!(pipeline_label(&rendered), pipeline, "{label}");
+        let config_map = rendered
+            .find("ConfigMap", COLLECTOR)
+            .unwrap_or_else(|| panic!("{label}: no ConfigMap"));
+        assert_eq!(
+            config_map["metadata"]["labels"]["otel-collector/pipeline"], pipeline,
+            "{label}"
         );
     }
     // Asking for a Sentry pipeline without credentials fails with a message.
@@ -166,6 +236,77 @@ fn pipeline_follows_the_credentials_given() {
         )
         .expect_err("pipeline=sentry without credentials must fail");
     assert!(err.stderr.contains("SENTRY_AUTH_TOKEN"), "{}", err.stderr);
+}
+
+/// The pipeline's environment is what its files read: a `${env:NAME:-...}`
+/// setting from its value, a `${env:NAME}` credential from the Secret, and
+/// nothing else (no Sentry URL for zero-account, no Jaeger for Sentry).
+#[test]
+fn environment_is_what_the_pipeline_files_read() {
+    let Some(charts) = Charts::find() else { return };
+    let credentials = |container: &Container| -> BTreeSet<String> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| {
+                e.value_from
+                    .as_ref()
+                    .is_some_and(|v| v.secret_key_ref.is_some())
+            })
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let settings = |container: &Container| -> BTreeSet<String> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .filter(|e| e.value.is_some() && e.name != "GOMEMLIMIT")
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let names =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+    for (pipeline, expected_settings, expected_credentials) in [
+        (
+            "zero-account",
+            names(&["JAEGER_OTLP_ENDPOINT", "VICTORIALOGS_OTLP_ENDPOINT"]),
+            names(&[]),
+        ),
+        (
+            "sentry",
+            names(&["SENTRY_URL"]),
+            names(&["SENTRY_AUTH_TOKEN", "SENTRY_ORG", "SENTRY_PROJECT"]),
+        ),
+        (
+            "tail-sampling",
+            names(&[
+                "SENTRY_URL",
+                "TAIL_SAMPLING_LATENCY_MS",
+                "TAIL_SAMPLING_PERCENT",
+            ]),
+            names(&["SENTRY_AUTH_TOKEN", "SENTRY_ORG", "SENTRY_PROJECT"]),
+        ),
+        (
+            "sentry-otlp",
+            names(&[]),
+            names(&[
+                "SENTRY_OTLP_TRACES_URL",
+                "SENTRY_OTLP_LOGS_URL",
+                "SENTRY_PUBLIC_KEY",
+            ]),
+        ),
+    ] {
+        let rendered = charts.render_release(&pipeline_release(&charts, pipeline));
+        let container = deployment_container(&rendered, COLLECTOR);
+        assert_eq!(settings(&container), expected_settings, "{pipeline}");
+        assert_eq!(credentials(&container), expected_credentials, "{pipeline}");
+    }
+    let rendered = charts
+        .render_release(&pipeline_release(&charts, "tail-sampling").set("tailSampling.percent=25"));
+    let container = deployment_container(&rendered, COLLECTOR);
+    assert_eq!(env_value(&container, "TAIL_SAMPLING_PERCENT"), "25");
 }
 
 #[test]
@@ -196,6 +337,30 @@ fn gomemlimit_is_derived_from_the_memory_limit() {
     }
 }
 
+/// The environment the Deployment gives `container`, credentials from the
+/// Secret as placeholders.
+fn validate_env(container: &Container) -> Vec<(String, String)> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .map(|env| {
+            let value = match (&env.value, &env.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(_)) if env.name == "SENTRY_OTLP_TRACES_URL" => {
+                    given("otel-collector/sentry-otlp", "/sentry/otlpTracesUrl")
+                }
+                (None, Some(_)) if env.name == "SENTRY_OTLP_LOGS_URL" => {
+                    given("otel-collector/sentry-otlp", "/sentry/otlpLogsUrl")
+                }
+                (None, Some(_)) => format!("{}-from-secret", env.name.to_lowercase()),
+                (None, None) => String::new(),
+            };
+            (env.name.clone(), value)
+        })
+        .collect()
+}
+
 /// `otelcol-somework validate` over `configs`, merged in order, with the
 /// environment the Deployment gives `container` (credentials from the
 /// Secret as placeholders).
@@ -209,19 +374,8 @@ fn otelcol_validate(
     for config in configs {
         command.arg(format!("--config={}", config.display()));
     }
-    for env in container.env.iter().flatten() {
-        let value = match (&env.value, &env.value_from) {
-            (Some(v), _) => v.clone(),
-            (None, Some(_)) if env.name == "SENTRY_OTLP_TRACES_URL" => {
-                given("otel-collector/sentry-otlp", "/sentry/otlpTracesUrl")
-            }
-            (None, Some(_)) if env.name == "SENTRY_OTLP_LOGS_URL" => {
-                given("otel-collector/sentry-otlp", "/sentry/otlpLogsUrl")
-            }
-            (None, Some(_)) => format!("{}-from-secret", env.name.to_lowercase()),
-            (None, None) => String::new(),
-        };
-        command.env(&env.name, value);
+    for (name, value) in validate_env(container) {
+        command.env(name, value);
     }
     command
         .output()
@@ -243,10 +397,9 @@ fn tls_receivers_read_the_mounted_secret() {
     let rendered = charts.render(label);
     let spec = rendered.deployment_pod_spec("otel-collector");
     let container = only_container(&spec);
-    assert_eq!(
-        container.args.clone().unwrap_or_default(),
-        ["--config=/conf/config.yaml", "--config=/conf/tls.yaml"]
-    );
+    let files = collector_files(&rendered, COLLECTOR);
+    let keys: Vec<&str> = files.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["base.yaml", "zero-account.yaml", "tls.yaml"]);
     let data = rendered.string_data("ConfigMap", "otel-collector");
     let overlay = yaml_value(&data["tls.yaml"]);
     let secret = given(label, "/tls/existingSecret");
@@ -279,11 +432,7 @@ fn tls_receivers_read_the_mounted_secret() {
     assert_eq!(security.fs_group, security.run_as_group);
 
     let dir = scratch_dir();
-    let configs = ["config.yaml", "tls.yaml"].map(|name| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, &data[name]).unwrap_or_else(|e| panic!("{e}"));
-        path
-    });
+    let configs = write_files(dir.path(), &files);
     let out = otelcol_validate(&otelcol, &configs, container);
     assert!(
         out.status.success(),
@@ -310,11 +459,11 @@ fn tls_receivers_read_the_mounted_secret() {
             .string_data("ConfigMap", "otel-collector")
             .contains_key("tls.yaml")
     );
-    let spec = defaults.deployment_pod_spec("otel-collector");
-    assert_eq!(
-        only_container(&spec).args.clone().unwrap_or_default(),
-        ["--config=/conf/config.yaml"]
-    );
+    let keys: Vec<String> = collector_files(&defaults, COLLECTOR)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(keys, ["base.yaml", "zero-account.yaml"]);
 }
 
 #[test]
@@ -327,11 +476,11 @@ fn rendered_collector_configs_pass_otelcol_validate() {
     let dir = scratch_dir();
     for pipeline in pipelines() {
         let rendered = charts.render_release(&pipeline_release(&charts, &pipeline));
-        let config = &rendered.string_data("ConfigMap", "otel-collector")["config.yaml"];
-        let path = dir.path().join(format!("{pipeline}.yaml"));
-        std::fs::write(&path, config).unwrap_or_else(|e| panic!("{e}"));
+        let pipeline_dir = dir.path().join(&pipeline);
+        std::fs::create_dir_all(&pipeline_dir).unwrap_or_else(|e| panic!("{e}"));
+        let configs = write_files(&pipeline_dir, &collector_files(&rendered, COLLECTOR));
         let container = deployment_container(&rendered, "otel-collector");
-        let out = otelcol_validate(&otelcol, &[path], &container);
+        let out = otelcol_validate(&otelcol, &configs, &container);
         assert!(
             out.status.success(),
             "otelcol-somework validate rejected the {pipeline} config: {}{}",
@@ -340,20 +489,156 @@ fn rendered_collector_configs_pass_otelcol_validate() {
         );
     }
     // And it can fail: an unknown exporter is rejected.
-    let path = dir.path().join("broken.yaml");
-    let broken = pipeline_config(&charts, "zero-account")
-        .replace("otlp_grpc/jaeger", "nosuchexporter/jaeger");
+    let mut files = pipeline_files(&charts, "zero-account");
+    let (_, overlay) = files
+        .iter_mut()
+        .find(|(key, _)| key == "zero-account.yaml")
+        .unwrap_or_else(|| panic!("no zero-account.yaml"));
+    let broken = overlay.replace("otlp_grpc/jaeger", "nosuchexporter/jaeger");
     assert!(broken.contains("nosuchexporter"), "no exporter to break");
-    std::fs::write(&path, broken).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(&otelcol)
-        .arg("validate")
-        .arg(format!("--config={}", path.display()))
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    *overlay = broken;
+    let broken_dir = dir.path().join("broken");
+    std::fs::create_dir_all(&broken_dir).unwrap_or_else(|e| panic!("{e}"));
+    let configs = write_files(&broken_dir, &files);
+    let out = collector::validate(&otelcol, &configs, &[]);
     assert!(
         !out.status.success(),
         "validate accepted an unknown exporter"
     );
+}
+
+/// A user's `config` (ci/config-values.yaml) goes last, so it wins: the
+/// merged configuration keeps all of the pipeline and adds the user's
+/// processor and exporter, and the real collector validates it. Without the
+/// pipeline's files under it, the same `config` is refused: the collector
+/// merges, it does not replace.
+#[test]
+fn user_config_is_merged_over_the_pipeline() {
+    let Some(charts) = Charts::find() else { return };
+    let label = "otel-collector/config";
+    let rendered = charts.render(label);
+    let files = collector_files(&rendered, COLLECTOR);
+    let keys: Vec<&str> = files.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["base.yaml", "zero-account.yaml", "config.yaml"]);
+
+    let given = charts.release(label).values;
+    let user = yaml_value(&read(&given[0]))["config"].clone();
+    let pipeline = collector_config(&charts.render("otel-collector/defaults"), COLLECTOR);
+    let merged = collector_config(&rendered, COLLECTOR);
+    let traces = &merged["service"]["pipelines"]["traces"];
+    assert_eq!(
+        traces["processors"],
+        serde_json::json!(["memory_limiter", "resource/cluster", "batch"])
+    );
+    assert_eq!(
+        traces["exporters"],
+        serde_json::json!([
+            "otlp_grpc/jaeger",
+            "otlp_http/archive",
+            "debug",
+            "span_metrics"
+        ])
+    );
+    assert_eq!(
+        merged["exporters"]["otlp_http/archive"],
+        user["exporters"]["otlp_http/archive"]
+    );
+    // Everything else is the pipeline's, untouched.
+    let mut expected = pipeline.clone();
+    merge_config(&mut expected, user);
+    assert_eq!(merged, expected);
+    for kept in [
+        "otlp_grpc/jaeger",
+        "otlp_http/victorialogs",
+        "prometheus",
+        "debug",
+    ] {
+        assert_eq!(
+            merged["exporters"][kept], pipeline["exporters"][kept],
+            "{kept}"
+        );
+    }
+    assert_eq!(merged["connectors"], pipeline["connectors"]);
+    assert_eq!(
+        merged["service"]["pipelines"]["logs"],
+        pipeline["service"]["pipelines"]["logs"]
+    );
+
+    let Some(otelcol) = tools::require("bin/otelcol-somework", "run scripts/build-collector.sh")
+    else {
+        return;
+    };
+    let container = deployment_container(&rendered, COLLECTOR);
+    let dir = scratch_dir();
+    let configs = write_files(dir.path(), &files);
+    let out = otelcol_validate(&otelcol, &configs, &container);
+    assert!(
+        out.status.success(),
+        "otelcol-somework validate rejected the merged config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alone = otelcol_validate(&otelcol, &configs[2..], &container);
+    assert!(
+        !alone.status.success(),
+        "the user's config alone validated: the test proves no merge"
+    );
+}
+
+/// `collector_config`, which these tests read, merges as the real collector
+/// does: for every pipeline and for a user's `config`, the collector prints
+/// the same resolved configuration for the chart's files as for the one
+/// file that `collector_config` makes of them.
+#[test]
+fn the_merge_the_tests_read_is_the_collectors() {
+    let Some(charts) = Charts::find() else { return };
+    let Some(otelcol) = tools::require("bin/otelcol-somework", "run scripts/build-collector.sh")
+    else {
+        return;
+    };
+    let dir = scratch_dir();
+    let mut releases: Vec<(String, Release)> = pipelines()
+        .into_iter()
+        .map(|pipeline| (pipeline.clone(), pipeline_release(&charts, &pipeline)))
+        .collect();
+    releases.push(("config".to_owned(), charts.release("otel-collector/config")));
+    for (name, release) in releases {
+        let rendered = charts.render_release(&release);
+        let container = deployment_container(&rendered, COLLECTOR);
+        let files_dir = dir.path().join(&name);
+        std::fs::create_dir_all(&files_dir).unwrap_or_else(|e| panic!("{e}"));
+        let files = write_files(&files_dir, &collector_files(&rendered, COLLECTOR));
+        // JSON is YAML, so the collector reads the merged value as it is.
+        let merged = dir.path().join(format!("{name}-merged.yaml"));
+        let text = serde_json::to_string_pretty(&collector_config(&rendered, COLLECTOR))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&merged, text).unwrap_or_else(|e| panic!("{e}"));
+        let from_files = print_config(&otelcol, &files, &container);
+        let from_merged = print_config(&otelcol, &[merged], &container);
+        assert_eq!(from_files, from_merged, "{name}");
+        assert!(from_files.contains("span_metrics"), "{name}: {from_files}");
+    }
+}
+
+/// `otelcol-somework print-config` over `configs`: the resolved configuration.
+fn print_config(otelcol: &Path, configs: &[PathBuf], container: &Container) -> String {
+    let mut command = Command::new(otelcol);
+    command.arg("print-config");
+    for config in configs {
+        command.arg(format!("--config={}", config.display()));
+    }
+    command.env_clear();
+    for (name, value) in validate_env(container) {
+        command.env(name, value);
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", otelcol.display()));
+    assert!(
+        out.status.success(),
+        "print-config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -368,5 +653,92 @@ fn collector_image_matches_the_builder_manifest() {
     assert_eq!(
         container.image.as_deref(),
         Some(format!("otel/opentelemetry-collector-contrib:{version}").as_str())
+    );
+}
+
+/// What a newcomer does to add a backend, done in a copy of the chart: one
+/// overlay in `pipelines/` and one entry in the schema's `pipeline` enum, and
+/// nothing else. The chart then runs it over base.yaml, reads its setting
+/// from the file's default and its credential from the Secret, says it picked
+/// it, and the real collector validates the result.
+#[test]
+fn adding_a_backend_is_one_overlay_and_one_schema_entry() {
+    let Some(charts) = Charts::find() else { return };
+    let work = scratch_dir();
+    let chart = work.path().join("otel-collector");
+    crate::helpers::copy_dir(&somework_testkit::helm::chart_dir("otel-collector"), &chart);
+
+    // 1. The overlay: an OTLP backend with a token.
+    let overlay = "\
+# The tempo pipeline, over base.yaml: traces to Grafana Tempo.
+exporters:
+  otlp_grpc/tempo:
+    endpoint: ${env:TEMPO_ENDPOINT:-tempo.observability.svc.cluster.local:4317}
+    headers:
+      authorization: Bearer ${env:TEMPO_TOKEN}
+service:
+  pipelines:
+    traces:
+      exporters: [otlp_grpc/tempo, debug, span_metrics]
+";
+    std::fs::write(chart.join("pipelines/tempo.yaml"), overlay).unwrap_or_else(|e| panic!("{e}"));
+    // 2. The schema entry.
+    let schema_path = chart.join("values.schema.json");
+    let mut schema: Value =
+        serde_json::from_str(&read(&schema_path)).unwrap_or_else(|e| panic!("{e}"));
+    schema["properties"]["pipeline"]["enum"]
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("no pipeline enum"))
+        .push(Value::from("tempo"));
+    std::fs::write(&schema_path, schema.to_string()).unwrap_or_else(|e| panic!("{e}"));
+
+    let release = pipeline_release(&charts, "tempo").chart_at(&chart);
+    let rendered = charts.render_release(&release);
+    assert_eq!(pipeline_label(&rendered), "tempo");
+    let files = collector_files(&rendered, COLLECTOR);
+    let keys: Vec<&str> = files.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["base.yaml", "tempo.yaml"]);
+    assert_eq!(files[1].1, overlay);
+    let container = deployment_container(&rendered, COLLECTOR);
+    let token = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "TEMPO_TOKEN")
+        .and_then(|e| e.value_from.clone())
+        .and_then(|v| v.secret_key_ref)
+        .unwrap_or_else(|| panic!("TEMPO_TOKEN does not come from the Secret"));
+    assert_eq!(token.key, "TEMPO_TOKEN");
+    assert_eq!(
+        token.name,
+        given(
+            "otel-collector/sentry-existing-secret",
+            "/sentry/existingSecret"
+        )
+    );
+    // A setting with a default and no chart value is left to the file.
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .all(|e| e.name != "TEMPO_ENDPOINT")
+    );
+    let merged = collector_config(&rendered, COLLECTOR);
+    assert_eq!(
+        merged["service"]["pipelines"]["traces"]["exporters"],
+        serde_json::json!(["otlp_grpc/tempo", "debug", "span_metrics"])
+    );
+
+    let Some(otelcol) = tools::require("bin/otelcol-somework", "run scripts/build-collector.sh")
+    else {
+        return;
+    };
+    let dir = scratch_dir();
+    let out = otelcol_validate(&otelcol, &write_files(dir.path(), &files), &container);
+    assert!(
+        out.status.success(),
+        "the new backend does not validate: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

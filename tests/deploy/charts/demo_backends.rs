@@ -10,7 +10,7 @@ use somework_testkit::helm::k8s_openapi::api::core::v1::Service;
 use somework_testkit::helm::{Rendered, chart_dir, namespaces, scratch_dir, yaml_value};
 use somework_testkit::{process, tools};
 
-use crate::helpers::{Charts, deployment_container, env_value, read};
+use crate::helpers::{Charts, collector_config, deployment_container, env_value, read};
 
 #[test]
 fn zero_account_mode_wires_jaeger_and_bugsink() {
@@ -39,7 +39,7 @@ fn zero_account_mode_wires_jaeger_and_bugsink() {
         env_value(&container, "JAEGER_OTLP_ENDPOINT"),
         jaeger_endpoint
     );
-    let config = &collector.string_data("ConfigMap", "otel-collector")["config.yaml"];
+    let config = &collector.string_data("ConfigMap", "otel-collector")["zero-account.yaml"];
     assert!(
         config.contains("endpoint: ${env:JAEGER_OTLP_ENDPOINT"),
         "{config}"
@@ -312,7 +312,7 @@ fn zero_account_mode_wires_logs_and_red_metrics() {
         env_value(&container, "VICTORIALOGS_OTLP_ENDPOINT"),
         victoria_logs
     );
-    let config = yaml_value(&collector.string_data("ConfigMap", "otel-collector")["config.yaml"]);
+    let config = collector_config(&collector, "otel-collector");
     assert_eq!(
         config["exporters"]["otlp_http/victorialogs"]["endpoint"],
         format!("${{env:VICTORIALOGS_OTLP_ENDPOINT:-{victoria_logs}}}")

@@ -10,6 +10,7 @@ mod collector;
 mod credentials;
 mod demo_backends;
 mod hardening;
+mod names_and_labels;
 mod red_metrics;
 mod somework;
 mod validity;

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use somework_testkit::helm::Rendered;
 use somework_testkit::helm::k8s_openapi::api::core::v1::Service;
 use somework_testkit::helm::k8s_openapi::api::networking::v1::NetworkPolicy;
-use somework_testkit::helm::{Rendered, yaml_value};
 
-use crate::helpers::{Charts, deployment_container, pipelines};
+use crate::helpers::{Charts, collector_config, deployment_container, pipelines};
 
 /// The port of the RED metrics, as the chart exposes it.
 const RED_PORT: i32 = 8889;
@@ -53,8 +53,7 @@ fn every_pipeline_counts_all_spans_and_serves_red_on_its_own_port() {
                 .release("otel-collector/sentry-existing-secret")
                 .set(&format!("pipeline={pipeline}")),
         );
-        let config =
-            yaml_value(&rendered.string_data("ConfigMap", "otel-collector")["config.yaml"]);
+        let config = collector_config(&rendered, "otel-collector");
         let at = format!("pipeline {pipeline}");
         let endpoint = config["exporters"]["prometheus"]["endpoint"]
             .as_str()

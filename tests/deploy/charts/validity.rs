@@ -36,7 +36,7 @@ fn every_render_passes_kubernetes_validate_strict() {
             (set.label(), yaml)
         })
         .collect();
-    assert_eq!(renders.len(), 20);
+    assert_eq!(renders.len(), 21);
     for version in KUBERNETES_VERSIONS {
         if let Err(report) = validator.validate(&renders, version) {
             panic!("kubernetes-validate --strict -k {version} rejected a render:\n{report}");
@@ -112,6 +112,18 @@ fn schema_rejects_bad_values() {
         (
             Release::new("otel-collector").set("redMetrics.scrapeAnnotations=yes"),
             "/redMetrics/scrapeAnnotations",
+        ),
+        (
+            Release::new("otel-collector").set("config.exporterz.debug.verbosity=basic"),
+            "/config",
+        ),
+        (
+            Release::new("otel-collector").set("serviceAccount.create=maybe"),
+            "/serviceAccount/create",
+        ),
+        (
+            Release::new("somework").set("fullnameOverride=Not_A_Name"),
+            "/fullnameOverride",
         ),
         (
             Release::new("demo-backends").set("bugsink.project.key=not-hex"),

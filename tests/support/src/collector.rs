@@ -1,5 +1,6 @@
 //! Runs the real OpenTelemetry Collector that `scripts/build-collector.sh` builds
-//! with ocb (`.tools/bin/otelcol-somework`), with the configs in `collector-config/`.
+//! with ocb (`.tools/bin/otelcol-somework`), with the pipelines of the otel-collector
+//! chart ([`PIPELINES_DIR`]), merged as the chart merges them.
 //!
 //! The configs bind fixed ports (4317, 4318, 13133, 8888, 8889, 55679), as a deployment
 //! should. Tests move every one of them to free loopback ports with the overlay
@@ -27,7 +28,7 @@ pub const BINARY: &str = "bin/otelcol-somework";
 pub const INSTALL_HINT: &str = "run scripts/build-collector.sh (needs Go)";
 
 /// The overlay that moves every listener to the ports in [`Ports::env`].
-const LOOPBACK_PORTS: &str = "loopback-ports.yaml";
+const LOOPBACK_PORTS: &str = "collector-config/loopback-ports.yaml";
 /// How long a collector may take to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a collector may take to shut down after SIGTERM.
@@ -40,17 +41,63 @@ pub fn binary() -> Option<PathBuf> {
     tools::require(BINARY, INSTALL_HINT)
 }
 
-/// The path of a config in `collector-config/`, e.g. `config("local.yaml")`.
-pub fn config(name: &str) -> PathBuf {
-    tools::repo_root().join("collector-config").join(name)
+/// Where the collector's pipelines live, the one home that the chart, `make run`
+/// and the tests read: `base.yaml`, and one overlay per pipeline.
+pub const PIPELINES_DIR: &str = "helm/otel-collector/pipelines";
+
+/// The files of `pipeline` (e.g. `"sentry"`, `"local"`), in the order the
+/// collector merges them, one `--config` each, as the chart runs them:
+/// `base.yaml`, the overlay of every folder on the way to the pipeline's own
+/// file, then that file (`"tail-sampling"`: base.yaml, sentry.yaml,
+/// sentry/tail-sampling.yaml). Panics when no file has the pipeline's name.
+pub fn config(pipeline: &str) -> Vec<PathBuf> {
+    let dir = tools::repo_root().join(PIPELINES_DIR);
+    let own = find_file(&dir, &format!("{pipeline}.yaml"))
+        .unwrap_or_else(|| panic!("no {pipeline}.yaml under {}", dir.display()));
+    let mut files = vec![dir.join("base.yaml")];
+    let mut folder = dir.clone();
+    let steps = own
+        .parent()
+        .and_then(|parent| parent.strip_prefix(&dir).ok())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for step in steps.components() {
+        folder.push(step);
+        files.push(folder.with_extension("yaml"));
+    }
+    files.push(own);
+    files
 }
 
-/// Runs `otelcol-somework validate --config <config>` with exactly `env`.
-pub fn validate(binary: &Path, config: &Path, env: &[(&str, &str)]) -> Output {
+/// The file named `name` in `dir` or a folder below it.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.file_name().is_some_and(|file| file == name) {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// `--config=<file>` for each of `configs`, in order.
+fn config_args(configs: &[PathBuf]) -> Vec<String> {
+    configs
+        .iter()
+        .map(|config| format!("--config={}", config.display()))
+        .collect()
+}
+
+/// Runs `otelcol-somework validate` over `configs` (merged in order) with exactly `env`.
+pub fn validate(binary: &Path, configs: &[PathBuf], env: &[(&str, &str)]) -> Output {
     std::process::Command::new(binary)
         .arg("validate")
-        .arg("--config")
-        .arg(config)
+        .args(config_args(configs))
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -107,17 +154,17 @@ impl Ports {
 #[derive(Debug, Clone)]
 pub struct CollectorBuilder {
     binary: PathBuf,
-    config: PathBuf,
+    configs: Vec<PathBuf>,
     env: BTreeMap<String, String>,
     sets: Vec<String>,
 }
 
 impl CollectorBuilder {
-    /// `config` is a file name in `collector-config/`.
-    pub fn new(binary: impl AsRef<Path>, config_name: &str) -> Self {
+    /// `pipeline` names a pipeline in [`PIPELINES_DIR`], e.g. `"sentry"` (see [`config`]).
+    pub fn new(binary: impl AsRef<Path>, pipeline: &str) -> Self {
         Self {
             binary: binary.as_ref().to_path_buf(),
-            config: config(config_name),
+            configs: config(pipeline),
             env: BTreeMap::new(),
             sets: Vec::new(),
         }
@@ -177,10 +224,11 @@ async fn launch(
     logs: &ProcessOutput,
 ) -> Result<Running, Launch> {
     let mut child = Command::new(&builder.binary)
-        .arg("--config")
-        .arg(&builder.config)
-        .arg("--config")
-        .arg(config(LOOPBACK_PORTS))
+        .args(config_args(&builder.configs))
+        .arg(format!(
+            "--config={}",
+            tools::repo_root().join(LOOPBACK_PORTS).display()
+        ))
         .args(&builder.sets)
         .env_clear()
         .envs(&builder.env)

@@ -140,6 +140,8 @@ pub struct Release {
     pub values: Vec<PathBuf>,
     /// `--set` assignments, `key=value`, applied after the files.
     pub set: Vec<String>,
+    /// The chart's directory, when not `helm/<chart>` (a modified copy).
+    pub dir: Option<PathBuf>,
 }
 
 impl Release {
@@ -156,7 +158,20 @@ impl Release {
             namespace,
             values: Vec::new(),
             set: Vec::new(),
+            dir: None,
         }
+    }
+
+    /// Renders the chart from `dir` instead of `helm/<chart>`.
+    pub fn chart_at(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The same release under another name.
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// Adds a `--values` file.
@@ -174,7 +189,8 @@ impl Release {
     /// `helm <verb...> <chart dir> --namespace <ns> <extra...> --set ...`.
     fn command(&self, verb: &[&str], extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = verb.iter().map(|s| (*s).to_owned()).collect();
-        args.push(chart_dir(self.chart).display().to_string());
+        let dir = self.dir.clone().unwrap_or_else(|| chart_dir(self.chart));
+        args.push(dir.display().to_string());
         args.extend(["--namespace".to_owned(), self.namespace.to_owned()]);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         for file in &self.values {
