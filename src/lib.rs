@@ -9,6 +9,7 @@
 //!   [`downstream`] the client for `/chain`'s next hop;
 //! - [`server`] runs the HTTP server with graceful shutdown;
 //! - [`load`] is `somework load`, a load generator for the service.
+//! - [`trace`] is `somework trace`, one trace drawn as a waterfall.
 //! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 // Outside tests, a failure is handled or reported, never a panic.
@@ -24,6 +25,7 @@ pub mod routes;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 #[cfg(feature = "verify")]
 pub mod verify;
 pub mod work;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use somework::{load, serve};
+use somework::{load, serve, trace};
 
 /// A reference service for distributed tracing: OpenTelemetry -> Collector -> Sentry.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send load to a running service: open loop by default, HDR latency per endpoint.
     Load(Box<load::LoadArgs>),
+    /// Draw one trace as a waterfall (from make run's record, Jaeger, or the cluster's Jaeger).
+    Trace(Box<trace::TraceArgs>),
     /// Check a deployed demo: workloads, collector counters, Jaeger, Bugsink, Sentry.
     #[cfg(feature = "verify")]
     Verify(somework::verify::VerifyArgs),
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     match command {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
+        Command::Trace(args) => trace::run(*args),
         #[cfg(feature = "verify")]
         Command::Verify(args) => somework::verify::run(args),
     }
