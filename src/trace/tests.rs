@@ -333,3 +333,54 @@ fn jaegers_answer_is_read_back() {
     assert!(waterfall.is_complete());
     assert_eq!(waterfall.rows[1].depth, 1);
 }
+
+/// What a real Jaeger v2 (module v1.76.0, memory storage) answered to
+/// `/api/traces/{id}` for an `/errorwork` request of the service.
+const JAEGER_ERRORWORK: &str = include_str!("../../tests/fixtures/jaeger-errorwork.json");
+
+#[test]
+fn a_real_jaeger_answer_draws_the_errorwork_tree() {
+    let trace_id = "9b72615e298050f08866c91b3428828d";
+    let trace = super::source::jaeger::parse(JAEGER_ERRORWORK.as_bytes(), trace_id)
+        .expect("parses")
+        .expect("found");
+    let waterfall = Waterfall::new(&trace);
+    assert!(waterfall.is_complete());
+    let rows: Vec<(usize, &str, SpanKind, bool)> = waterfall
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.depth,
+                r.span.name.as_str(),
+                r.span.kind,
+                r.span.is_error(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, "GET /errorwork", SpanKind::Server, true),
+            (1, "somework", SpanKind::Internal, true),
+            (2, "MiddleWork", SpanKind::Internal, true),
+            (3, "ErrorWork", SpanKind::Internal, true),
+        ]
+    );
+    let error_work = waterfall.rows[3].span;
+    assert_eq!(
+        error_work.status,
+        Status::Error("ErrorWork failed: the simulated dependency is unavailable".to_owned())
+    );
+    assert_eq!(error_work.events[0].name, "exception");
+    let middle: Vec<&str> = waterfall.rows[2]
+        .span
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        middle,
+        ["started the sleep", "completed the sleep", "Out of Error!"]
+    );
+}
