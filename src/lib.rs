@@ -11,6 +11,7 @@
 //! - [`load`] is `somework load`, a load generator for the service.
 //! - [`sentry_otlp`] is `somework sentry-otlp-env`, the collector's Sentry
 //!   OTLP settings from a DSN.
+//! - [`trace`] is `somework trace`, one trace drawn as a waterfall.
 //! - `verify` (feature `verify`) checks a deployed demo end to end.
 
 // Outside tests, a failure is handled or reported, never a panic.
@@ -27,6 +28,7 @@ pub mod sentry_otlp;
 pub mod serve;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 #[cfg(feature = "verify")]
 pub mod verify;
 pub mod work;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use somework::{load, sentry_otlp, serve};
+use somework::{load, sentry_otlp, serve, trace};
 
 /// A reference service for distributed tracing: OpenTelemetry -> Collector -> Sentry.
 #[derive(Debug, Parser)]
@@ -22,6 +22,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Print the collector's Sentry OTLP settings for a DSN, as shell exports.
     SentryOtlpEnv(sentry_otlp::SentryOtlpArgs),
+    /// Draw one trace as a waterfall (from make run's record, Jaeger, or the cluster's Jaeger).
+    Trace(Box<trace::TraceArgs>),
     /// Check a deployed demo: workloads, collector counters, Jaeger, Bugsink, Sentry.
     #[cfg(feature = "verify")]
     Verify(Box<somework::verify::VerifyArgs>),
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
         Command::SentryOtlpEnv(args) => sentry_otlp::run(&args),
+        Command::Trace(args) => trace::run(*args),
         #[cfg(feature = "verify")]
         Command::Verify(args) => somework::verify::run(*args),
     }

@@ -39,6 +39,13 @@ pub enum ClusterError {
         namespace: String,
         message: String,
     },
+    #[error("{verb} {resource} in namespace {namespace}: not found (404): {message}")]
+    NotFound {
+        verb: &'static str,
+        resource: &'static str,
+        namespace: String,
+        message: String,
+    },
     #[error("{verb} {resource} in namespace {namespace}: {reason}")]
     Api {
         verb: &'static str,
@@ -52,6 +59,11 @@ impl ClusterError {
     /// RBAC refused the request (403).
     pub fn is_forbidden(&self) -> bool {
         matches!(self, Self::Forbidden { .. })
+    }
+
+    /// The object asked for does not exist (404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
     }
 }
 
@@ -76,6 +88,12 @@ impl Access<'_> {
                 url: url.to_owned(),
             },
             403 => ClusterError::Forbidden {
+                verb: self.verb,
+                resource: self.resource,
+                namespace: self.namespace.to_owned(),
+                message,
+            },
+            404 => ClusterError::NotFound {
                 verb: self.verb,
                 resource: self.resource,
                 namespace: self.namespace.to_owned(),

@@ -11,6 +11,7 @@
 //!    with its stack trace and trace id; a log record is in VictoriaLogs
 //!    under its trace id, Prometheus scrapes the collector and Jaeger's
 //!    Monitor tab reads Prometheus;
+//!    `somework trace` draws those traces from Jaeger, with the Bugsink link;
 //! 3. `somework verify`: the healthy demo passes and its JSON agrees with the
 //!    cluster; each broken state fails with the line that names it;
 //! 4. faults: the collector pod deleted under load, a rolling restart of the
@@ -29,6 +30,7 @@ mod demo;
 mod faults;
 mod jaeger;
 mod sentry_modes;
+mod trace;
 mod upgrade;
 mod verify;
 
@@ -42,6 +44,7 @@ async fn the_demo_runs_on_a_real_kubernetes() {
     demo::deployments_are_available_and_helm_test_passes(&cluster);
     upgrade::a_chart_version_bump_restarts_no_pod(&cluster);
     demo::traces_and_errors_arrive_from_the_host(&cluster).await;
+    trace::the_waterfall_from_jaeger_with_the_bugsink_link(&cluster).await;
     backends::logs_and_red_metrics_reach_their_backends(&cluster).await;
     verify::passes_on_the_healthy_demo_and_agrees_with_the_cluster(&cluster).await;
     verify::names_each_broken_state(&cluster).await;

@@ -13,3 +13,5 @@ mod sentry_bugsink;
 mod sentry_errors;
 mod sentry_logs;
 mod sentry_paths;
+mod trace_cli;
+mod trace_waterfall;

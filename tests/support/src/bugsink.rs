@@ -123,6 +123,12 @@ impl Bugsink {
         self.template.project_id
     }
 
+    /// The API token (`bugsink-manage create_auth_token`), for a client
+    /// under test that reads Bugsink's API itself.
+    pub fn api_token(&self) -> &str {
+        &self.template.token
+    }
+
     /// The web UI and API root, e.g. `http://127.0.0.1:40123`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
