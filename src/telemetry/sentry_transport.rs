@@ -10,6 +10,8 @@
 //! - `429`, `Retry-After` and `X-Sentry-Rate-Limits` update the crate's own
 //!   [`RateLimiter`], and envelopes offered while it is in force are dropped,
 //!   per item category, as the crate's transport drops them;
+//! - envelopes wait gzip'd and are posted so (`Content-Encoding: gzip`, as
+//!   Sentry's Python SDK posts them), a tenth of their size in the queue;
 //! - every loss is recorded with the crate's client report recorder (reasons
 //!   `queue_overflow`, `ratelimit_backoff`, `network_error`, `send_error`;
 //!   none for a 429, which Sentry counts itself), and in [`DeliveryStats`].
@@ -21,10 +23,15 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use std::io::Read as _;
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use sentry::client_report::{Reason, Recorder};
-use sentry::protocol::{EnvelopeFilterCallbacks, EnvelopeItem, ItemContainer};
+use sentry::protocol::{EnvelopeFilterCallbacks, EnvelopeItem, Event, ItemContainer};
 use sentry::transports::{RateLimiter, RateLimitingCategory};
 use sentry::types::Dsn;
 use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
@@ -32,10 +39,10 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::sentry_delivery::{DeliveryStats, Loss};
 
-/// Envelopes waiting for a request. An error event from this service is
-/// about 8 KiB serialized (a 40-frame stack trace, see the README's
-/// Reliability), so a full queue holds about 8 MiB: a burst of 1,000 errors
-/// is carried whole while Sentry takes it at its own pace.
+/// Envelopes waiting for a request. They wait gzip'd: an `/errorwork`
+/// error's envelope is 38 KiB of JSON and about ENVELOPE_GZ KiB gzip'd (see the
+/// README's Reliability), so a full queue holds a few MiB, and a burst of
+/// 1,000 errors is carried whole while Sentry takes it at its own pace.
 pub const QUEUE_CAPACITY: usize = 1000;
 /// Requests in flight at once, each on its own kept-alive connection.
 /// Sentry's ingest takes many; a self-hosted Bugsink gains up to about 8.
@@ -60,7 +67,7 @@ pub enum TransportError {
 /// The transport, built before the Sentry client so that a failure to start
 /// it is reported rather than a panic inside `sentry::init`.
 pub struct SentryTransport {
-    queue: mpsc::Sender<Envelope>,
+    queue: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
@@ -130,13 +137,21 @@ impl Transport for SentryTransport {
         let events = error_events(&envelope);
         // Counted before it is queued, so the worker can never settle it first.
         self.shared.stats.queued(events);
-        if let Err(error) = self.queue.try_send(envelope) {
-            let (reason, envelope) = match error {
-                mpsc::error::TrySendError::Full(envelope) => (Reason::QueueOverflow, envelope),
+        let queued = match Queued::new(&envelope) {
+            Ok(queued) => queued,
+            Err(error) => {
+                self.shared.record(&envelope, Reason::InternalError);
+                self.shared.stats.lost(events, Loss::SendError, &error);
+                return;
+            }
+        };
+        if let Err(error) = self.queue.try_send(queued) {
+            let (reason, queued) = match error {
+                mpsc::error::TrySendError::Full(queued) => (Reason::QueueOverflow, queued),
                 // The worker is gone: only if its thread panicked.
-                mpsc::error::TrySendError::Closed(envelope) => (Reason::InternalError, envelope),
+                mpsc::error::TrySendError::Closed(queued) => (Reason::InternalError, queued),
             };
-            self.shared.record(&envelope, reason);
+            self.shared.record(&queued.ledger, reason);
             self.shared.stats.rejected(events, QUEUE_CAPACITY);
         }
     }
@@ -147,14 +162,14 @@ impl Transport for SentryTransport {
 }
 
 impl Shared {
-    async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<Envelope>) {
+    async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<Queued>) {
         let slots = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
         let mut report = tokio::time::interval(REPORT_INTERVAL);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let envelope = tokio::select! {
-                envelope = queue.recv() => match envelope {
-                    Some(envelope) => envelope,
+            let queued = tokio::select! {
+                queued = queue.recv() => match queued {
+                    Some(queued) => queued,
                     None => return,
                 },
                 _ = report.tick() => {
@@ -169,17 +184,15 @@ impl Shared {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let offered = error_events(&envelope);
-            let admitted = self.admit(envelope);
-            let events = admitted.as_ref().map_or(0, error_events);
-            let Some(envelope) = admitted else {
+            let offered = queued.events;
+            let Some(queued) = self.admit(queued) else {
                 self.stats.lost(offered, Loss::RateLimited, &"rate limited");
                 continue;
             };
-            self.stats.filtered(offered - events);
+            self.stats.filtered(offered - queued.events);
             let shared = self.clone();
             tokio::spawn(async move {
-                shared.send(envelope, events).await;
+                shared.send(queued).await;
                 drop(slot);
             });
         }
@@ -187,32 +200,56 @@ impl Shared {
 
     /// The envelope without the items a rate limit in force covers (their
     /// loss recorded as `ratelimit_backoff`), or `None` if none is left.
-    fn admit(&self, envelope: Envelope) -> Option<Envelope> {
+    /// Only a limit on some of its items' categories costs a decompression.
+    fn admit(&self, queued: Queued) -> Option<Queued> {
         let limits = self
             .rate_limits
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if limits.is_disabled(RateLimitingCategory::Any).is_some() {
-            self.record(&envelope, Reason::RatelimitBackoff);
+            self.record(&queued.ledger, Reason::RatelimitBackoff);
             return None;
         }
-        envelope.filter(EnvelopeFilterCallbacks::new(
+        if queued
+            .ledger
+            .items()
+            .all(|item| limits.is_enabled(category(item)))
+        {
+            return Some(queued);
+        }
+        let envelope = match queued.envelope() {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read back a queued Sentry envelope");
+                self.record(&queued.ledger, Reason::InternalError);
+                return None;
+            }
+        };
+        let filtered = envelope.filter(EnvelopeFilterCallbacks::new(
             |item: &EnvelopeItem| limits.is_enabled(category(item)),
             |item: EnvelopeItem| self.record(&item, Reason::RatelimitBackoff),
-        ))
+        ))?;
+        match Queued::new(&filtered) {
+            Ok(queued) => Some(queued),
+            Err(_) => {
+                self.record(&filtered, Reason::InternalError);
+                None
+            }
+        }
     }
 
-    async fn send(&self, envelope: Envelope, events: u64) {
-        let mut body = Vec::new();
-        if let Err(error) = envelope.to_writer(&mut body) {
-            self.record(&envelope, Reason::InternalError);
-            self.stats.lost(events, Loss::SendError, &error);
-            return;
-        }
+    async fn send(&self, queued: Queued) {
+        let Queued {
+            body,
+            ledger,
+            events,
+        } = queued;
         let request = self
             .http
             .post(&self.url)
             .header("X-Sentry-Auth", &self.auth)
+            .header(CONTENT_TYPE, "application/x-sentry-envelope")
+            .header(CONTENT_ENCODING, "gzip")
             .body(body);
         match request.send().await {
             Ok(response) => {
@@ -224,14 +261,14 @@ impl Shared {
                     // Sentry counts what it refuses with a 429 itself.
                     self.stats.lost(events, Loss::RateLimited, &status);
                 } else if status.is_client_error() || status.is_server_error() {
-                    self.record(&envelope, Reason::SendError);
+                    self.record(&ledger, Reason::SendError);
                     self.stats.lost(events, Loss::SendError, &status);
                 } else {
                     self.stats.sent(events);
                 }
             }
             Err(error) => {
-                self.record(&envelope, Reason::NetworkError);
+                self.record(&ledger, Reason::NetworkError);
                 self.stats.lost(events, Loss::NetworkError, &error);
             }
         }
@@ -267,6 +304,43 @@ impl Shared {
         if let Some(recorder) = self.recorder.get() {
             recorder.record_lost_data(lost, reason);
         }
+    }
+}
+
+/// An envelope as it waits in the queue: serialized and gzip'd, as Sentry's
+/// SDKs post it, at about a tenth of its size in memory.
+struct Queued {
+    body: Vec<u8>,
+    /// The envelope with each event replaced by an empty one: what a client
+    /// report counts of it (an event is one error, whatever it holds) and the
+    /// categories a rate limit may cover.
+    ledger: Envelope,
+    events: u64,
+}
+
+impl Queued {
+    fn new(envelope: &Envelope) -> std::io::Result<Self> {
+        let mut body = GzEncoder::new(Vec::new(), Compression::fast());
+        envelope.to_writer(&mut body)?;
+        let mut ledger = Envelope::new();
+        for item in envelope.items() {
+            match item {
+                EnvelopeItem::Event(_) => ledger.add_item(Event::default()),
+                other => ledger.add_item(other.clone()),
+            }
+        }
+        Ok(Self {
+            body: body.finish()?,
+            ledger,
+            events: error_events(envelope),
+        })
+    }
+
+    /// The envelope itself, read back.
+    fn envelope(&self) -> Result<Envelope, Box<dyn std::error::Error>> {
+        let mut serialized = Vec::new();
+        GzDecoder::new(self.body.as_slice()).read_to_end(&mut serialized)?;
+        Ok(Envelope::from_slice(&serialized)?)
     }
 }
 

@@ -138,7 +138,7 @@ async fn a_503_is_a_send_error_reported_by_the_next_envelope() {
         env!("CARGO_TARGET_TMPDIR"),
         "pipeline",
         "sentry envelope of one /errorwork error",
-        serde_json::json!({ "bytes": envelope_bytes }),
+        serde_json::json!({ "gzip_bytes": envelope_bytes }),
     );
 
     let summary = stop(service).await;
