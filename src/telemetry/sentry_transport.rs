@@ -40,9 +40,9 @@ use tokio::sync::{Semaphore, mpsc};
 use super::sentry_delivery::{DeliveryStats, Loss};
 
 /// Envelopes waiting for a request. They wait gzip'd: an `/errorwork`
-/// error's envelope is 38 KiB of JSON and about ENVELOPE_GZ KiB gzip'd (see the
-/// README's Reliability), so a full queue holds a few MiB, and a burst of
-/// 1,000 errors is carried whole while Sentry takes it at its own pace.
+/// error's envelope is 38 KiB of JSON and 4.8 KiB gzip'd (see the README's
+/// Reliability), so a full queue holds about 5 MiB, and a burst of 1,000
+/// errors is carried whole while Sentry takes it at its own pace.
 pub const QUEUE_CAPACITY: usize = 1000;
 /// Requests in flight at once, each on its own kept-alive connection.
 /// Sentry's ingest takes many; a self-hosted Bugsink gains up to about 8.

@@ -63,8 +63,7 @@ async fn accepted_events(double: &SentryDouble, count: usize) {
 async fn stop(mut service: Service) -> DeliverySummary {
     let (status, _) = service.terminate(EXIT_WITHIN).await;
     assert!(status.success(), "exit status {status:?}");
-    let summary = DeliverySummary::of(&service);
-    summary
+    DeliverySummary::of(&service)
 }
 
 #[tokio::test(flavor = "multi_thread")]
