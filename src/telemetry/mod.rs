@@ -9,7 +9,6 @@
 //! gRPC exporters on a runtime of their own, off the request workers), the
 //! log exporter then joining the logging that already runs.
 
-mod errors;
 mod export_queue;
 pub mod http;
 mod logging;
@@ -17,16 +16,19 @@ mod logs;
 mod otlp;
 pub mod propagation;
 mod resource;
+mod sentry_delivery;
+mod sentry_errors;
+mod sentry_transport;
 mod traces;
 
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
 
-use errors::init_sentry;
-pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use logging::init_logging;
 pub use logs::{Logs, LogsBridge};
+use sentry_errors::Sentry;
+pub use sentry_errors::{ErrorOrigin, Handled, capture_error};
 pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
@@ -71,7 +73,7 @@ pub struct Telemetry {
     /// and with `OTEL_SDK_DISABLED=true`.
     logs: Option<Logs>,
     /// `None` when `SENTRY_DSN` is unset.
-    sentry: Option<sentry::ClientInitGuard>,
+    sentry: Option<Sentry>,
 }
 
 impl Telemetry {
@@ -84,7 +86,7 @@ impl Telemetry {
             traces: None,
             bridge,
             logs: None,
-            sentry: init_sentry(config.sentry.as_ref()),
+            sentry: Sentry::init(config.sentry.as_ref()),
         }
     }
 
@@ -120,19 +122,7 @@ impl Telemetry {
         };
         tokio::join!(traces, logs);
         if let Some(sentry) = self.sentry {
-            // Errors reported just before the signal may still be resolving
-            // their stack traces; they share the Sentry flush's time bound.
-            let started = tokio::time::Instant::now();
-            if !errors::reported_errors_queued(SENTRY_FLUSH_TIMEOUT).await {
-                tracing::warn!("stack traces still resolving at shutdown; those errors are lost");
-            }
-            let remaining = SENTRY_FLUSH_TIMEOUT.saturating_sub(started.elapsed());
-            // Dropping the init guard flushes and closes the client, bounded
-            // by `shutdown_timeout`.
-            match off_runtime(remaining, move || drop(sentry)).await {
-                Some(()) => tracing::info!("sentry flushed"),
-                None => tracing::warn!("sentry flush timed out; unsent events are lost"),
-            }
+            sentry.shutdown().await;
         }
     }
 }

@@ -11,5 +11,6 @@ mod helpers;
 mod latency;
 mod logs;
 mod outage;
+mod sentry;
 mod shutdown;
 mod timeout;

@@ -10,6 +10,8 @@ mod helpers;
 mod otlp_protocols;
 mod red_metrics;
 mod sentry_bugsink;
+mod sentry_burst;
+mod sentry_delivery;
 mod sentry_errors;
 mod sentry_logs;
 mod sentry_paths;

@@ -14,6 +14,7 @@ pub mod process;
 pub mod results;
 pub mod sentry_double;
 pub mod service;
+pub mod storm;
 pub mod tls;
 pub mod tools;
 pub mod wait;

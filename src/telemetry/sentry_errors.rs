@@ -10,100 +10,122 @@
 //! ids and the event's id, so in Sentry Logs it sits beside both.
 
 use std::error::Error;
-use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
 
 use backtrace::Backtrace;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use sentry::integrations::backtrace::backtrace_to_stacktrace;
 use sentry::protocol::{Context, Event, Mechanism, Stacktrace, TraceContext};
 use sentry::types::Uuid;
+use tokio_util::task::TaskTracker;
 
-use tokio::sync::Notify;
-
+use super::sentry_delivery::DeliveryStats;
+use super::sentry_transport::SentryTransport;
+use super::{SENTRY_FLUSH_TIMEOUT, off_runtime};
 use crate::config::SentryConfig;
 
 /// Errors whose stack trace is still being resolved on Tokio's blocking pool,
 /// not yet handed to the Sentry transport. Shutdown waits for them before
 /// the last flush, so that an error made just before SIGTERM is delivered:
 /// the first resolution loads the binary's debug info, which can take longer
-/// than the rest of the shutdown.
-static RESOLVING: Resolving = Resolving {
-    count: AtomicUsize::new(0),
-    settled: Notify::const_new(),
-};
+/// than the rest of the shutdown. The tracker counts a task until it ends,
+/// panicking or not.
+static RESOLVING: LazyLock<TaskTracker> = LazyLock::new(TaskTracker::new);
 
-struct Resolving {
-    count: AtomicUsize,
-    settled: Notify,
+/// What became of every error reported to Sentry since startup. Global, as
+/// the Sentry hub that `capture_error` reports through is.
+static DELIVERY: LazyLock<DeliveryStats> = LazyLock::new(DeliveryStats::default);
+
+/// The running Sentry client: flushed, and its counts logged, at shutdown.
+pub struct Sentry {
+    guard: sentry::ClientInitGuard,
 }
 
-impl Resolving {
-    fn started(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn finished(&self) {
-        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.settled.notify_waiters();
-        }
-    }
-}
-
-/// Waits until every error reported so far is in the Sentry transport's
-/// queue, or `timeout` passes; true if they all are.
-pub async fn reported_errors_queued(timeout: Duration) -> bool {
-    let settled = async {
-        loop {
-            let mut notified = pin!(RESOLVING.settled.notified());
-            // Registered before the check, so a notification in between counts.
-            notified.as_mut().enable();
-            if RESOLVING.count.load(Ordering::SeqCst) == 0 {
-                return;
+impl Sentry {
+    /// Starts the Sentry client, or says once that errors stay local.
+    ///
+    /// Call it before the Tokio runtime starts, so that every worker thread's
+    /// hub is derived from the configured main hub.
+    pub fn init(config: Option<&SentryConfig>) -> Option<Self> {
+        let Some(config) = config else {
+            tracing::info!(
+                "SENTRY_DSN is not set: errors are logged and traced, not sent to Sentry"
+            );
+            return None;
+        };
+        let transport = match SentryTransport::start(&config.dsn, DELIVERY.clone()) {
+            Ok(transport) => transport,
+            Err(error) => {
+                let error = anyhow::Error::from(error);
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "errors are logged and traced, not sent to Sentry"
+                );
+                return None;
             }
-            notified.await;
+        };
+        let mut options = sentry::ClientOptions::new()
+            .maybe_release(
+                config
+                    .release
+                    .clone()
+                    .or_else(|| sentry::release_name!().map(Into::into)),
+            )
+            .attach_stacktrace(true)
+            // Only this crate's frames are "in app": Sentry groups issues on
+            // them, so grouping must not change with a dependency upgrade.
+            .in_app_include(vec![env!("CARGO_CRATE_NAME")])
+            // No request headers, cookies, IPs or user data: the events are built
+            // here from errors alone and carry nothing from the request.
+            .send_default_pii(false)
+            .shutdown_timeout(SENTRY_FLUSH_TIMEOUT);
+        options.dsn = Some(config.dsn.clone());
+        options.transport = Some(transport.factory());
+        if let Some(environment) = &config.environment {
+            options = options.environment(environment.clone());
         }
-    };
-    tokio::time::timeout(timeout, settled).await.is_ok()
-}
-
-/// Starts the Sentry client, or says once that errors stay local.
-///
-/// Call it before the Tokio runtime starts, so that every worker thread's
-/// hub is derived from the configured main hub.
-pub fn init_sentry(config: Option<&SentryConfig>) -> Option<sentry::ClientInitGuard> {
-    let Some(config) = config else {
-        tracing::info!("SENTRY_DSN is not set: errors are logged and traced, not sent to Sentry");
-        return None;
-    };
-    let mut options = sentry::ClientOptions::new()
-        .maybe_release(
-            config
-                .release
-                .clone()
-                .or_else(|| sentry::release_name!().map(Into::into)),
-        )
-        .attach_stacktrace(true)
-        // Only this crate's frames are "in app": Sentry groups issues on
-        // them, so grouping must not change with a dependency upgrade.
-        .in_app_include(vec![env!("CARGO_CRATE_NAME")])
-        // No request headers, cookies, IPs or user data: the events are built
-        // here from errors alone and carry nothing from the request.
-        .send_default_pii(false)
-        .shutdown_timeout(super::SENTRY_FLUSH_TIMEOUT);
-    options.dsn = Some(config.dsn.clone());
-    if let Some(environment) = &config.environment {
-        options = options.environment(environment.clone());
+        let guard = sentry::init(options);
+        tracing::info!(
+            host = config.dsn.host(),
+            project = %config.dsn.project_id(),
+            "sending errors to Sentry"
+        );
+        Some(Self { guard })
     }
-    let guard = sentry::init(options);
-    tracing::info!(
-        host = config.dsn.host(),
-        project = %config.dsn.project_id(),
-        "sending errors to Sentry"
-    );
-    Some(guard)
+
+    /// Waits for errors still resolving their stack trace, then flushes the
+    /// transport, all within [`SENTRY_FLUSH_TIMEOUT`], and logs what became
+    /// of every error reported since startup.
+    ///
+    /// The flush blocks, so it runs on a thread of its own while this task
+    /// awaits it with a deadline: a hung Sentry cannot hold the process.
+    pub async fn shutdown(self) {
+        let started = tokio::time::Instant::now();
+        RESOLVING.close();
+        if tokio::time::timeout(SENTRY_FLUSH_TIMEOUT, RESOLVING.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("stack traces still resolving at shutdown; those errors are lost");
+        }
+        let remaining = SENTRY_FLUSH_TIMEOUT.saturating_sub(started.elapsed());
+        let guard = self.guard;
+        let flushed = off_runtime(remaining, move || {
+            // Losses not yet carried by an error go out as a client report
+            // of their own, then the init guard's drop flushes and closes
+            // the client, bounded by `shutdown_timeout`.
+            if let Some(client) = sentry::Hub::main().client() {
+                client.send_envelope(sentry::Envelope::new());
+            }
+            drop(guard);
+        })
+        .await;
+        match flushed {
+            Some(()) => tracing::info!("sentry flushed"),
+            None => tracing::warn!("sentry flush timed out; unsent events are lost"),
+        }
+        DELIVERY.log_summary();
+    }
 }
 
 /// Whether the service recovered from an error (a handled error) or it ended
@@ -187,8 +209,8 @@ impl ErrorOrigin {
 /// Nothing here waits on the request path: resolving the stack trace's
 /// symbols (milliseconds in a release build, tens of them in a debug build)
 /// and handing the event to the transport run on Tokio's blocking pool, and
-/// the transport's bounded queue drops the event if Sentry is slow or
-/// unreachable.
+/// the transport's bounded queue drops (and counts) the event if Sentry is
+/// slower than the errors come.
 pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handled: Handled) {
     if sentry::Hub::current().client().is_none() {
         log_error(error, origin, handled, None);
@@ -215,21 +237,26 @@ pub fn capture_error(error: &(dyn Error + 'static), origin: &ErrorOrigin, handle
             .insert("trace".into(), Context::Trace(Box::new(trace)));
     }
     let origin = origin.clone();
-    let send = move || {
+    let resolve = move || {
         if let Some(exception) = event.exception.values.last_mut() {
             exception.stacktrace = origin.stacktrace();
         }
-        sentry::capture_event(event);
+        event
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            RESOLVING.started();
-            drop(runtime.spawn_blocking(move || {
-                send();
-                RESOLVING.finished();
-            }));
+            DELIVERY.resolving();
+            let resolving = move || {
+                let event = resolve();
+                DELIVERY.hand_over(|| {
+                    sentry::capture_event(event);
+                });
+            };
+            drop(RESOLVING.spawn_blocking_on(resolving, &runtime));
         }
-        Err(_) => send(),
+        Err(_) => {
+            sentry::capture_event(resolve());
+        }
     }
 }
 

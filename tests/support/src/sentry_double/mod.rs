@@ -1,9 +1,11 @@
-//! A test double for Sentry's SaaS API, for the collector's end-to-end tests.
+//! A test double for Sentry's SaaS API, for the collector's end-to-end tests
+//! and the service's error transport.
 //!
 //! Sentry itself cannot run here, so this small axum server implements exactly
-//! the part of its HTTP API that the collector reaches, as read in the sources of
-//! the contrib `sentryexporter` v0.161.0 (`sentry_client.go`, `sentry_exporter.go`)
-//! and of the `otlp_http` exporter:
+//! the part of its HTTP API that the collector and the service reach, as read
+//! in the sources of the contrib `sentryexporter` v0.161.0 (`sentry_client.go`,
+//! `sentry_exporter.go`), of the `otlp_http` exporter and of the sentry
+//! crate's transports (0.49):
 //!
 //! - `GET /api/0/organizations/{org}/projects/`: the org's projects
 //!   (`id` as a string, `slug`, `name`, `team`, `teams`), paginated like Sentry
@@ -19,44 +21,55 @@
 //! - `POST /api/{project_id}/integration/otlp/v1/logs/`: the same for logs, an
 //!   `ExportLogsServiceRequest` (the exporter's `sendLogsToEndpoint`, and the
 //!   `otlp_http` exporter's `logs_endpoint`).
+//! - `POST /api/{project_id}/envelope/`: error events and client reports in
+//!   an envelope ([`envelopes`]).
 //!
 //! The management endpoints require `Authorization: Bearer {token}` (401 without);
 //! ingest requires a key of that very project (403 otherwise, with Sentry's
 //! `ProjectId` rejection text). Anything else gets a 404. Every request is
 //! recorded (method, URI, headers, the status answered, and for ingest the
-//! decoded `ExportTraceServiceRequest` or `ExportLogsServiceRequest`), so tests
-//! assert on the real exchange. "Ingest" alone means trace ingest below; log
-//! ingest is named so.
+//! decoded `ExportTraceServiceRequest` or `ExportLogsServiceRequest`, or the
+//! envelope), so tests assert on the real exchange. "Ingest" alone means trace
+//! ingest below; log and envelope ingest are named so.
 //!
 //! A test can make ingest fail as Sentry does ([`SentryDouble::fail_next_ingest`],
-//! [`IngestFailure`]): a rate limit (429 with `Retry-After` and
-//! `X-Sentry-Rate-Limits`, kept up for its whole window, as Relay does), a
-//! server error, or the `ProjectId` rejection of a deleted project. Those are
-//! answered to trace ingest only, and a rate limit holds for the categories it
-//! names (`transaction` for spans, `log_item` for logs, none for all), as
-//! Relay's limits do; so a test aimed at spans is not disturbed by the logs
-//! flowing beside them.
+//! [`SentryDouble::fail_next_envelope`], [`IngestFailure`]): a rate limit (429
+//! with `Retry-After` and `X-Sentry-Rate-Limits`, kept up for its whole
+//! window, as Relay does), a server error, or the `ProjectId` rejection of a
+//! deleted project. Those are answered to trace or envelope ingest, and a
+//! rate limit holds for the categories it names (`transaction` for spans,
+//! `log_item` for logs, `error` for events, none for all), as Relay's limits
+//! do; so a test aimed at spans is not disturbed by the logs flowing beside
+//! them.
 //! Project creation (`auto_create_projects`) is not implemented: no config of
 //! this project enables it.
 //!
 //! The project DSNs point at the double itself (`http://{key}@127.0.0.1:{port}/{id}`).
 
-use std::collections::{HashMap, VecDeque};
-use std::io::Read;
+mod envelopes;
+mod ingest;
+mod management;
+mod rate_limits;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
-use serde_json::{Value, json};
-use tokio::sync::{Notify, oneshot};
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot, watch};
 
+pub use self::envelopes::{ReceivedEnvelope, ReceivedItem};
+use self::ingest::{decode_otlp, otlp_accepted, sentry_key};
+use self::management::{key_json, management, not_found, paginated, project_json};
+pub use self::rate_limits::IngestFailure;
+use self::rate_limits::{Failures, LOG_CATEGORY, TRACE_CATEGORY, detail_response};
 use crate::otlp::{ReceivedLog, ReceivedSpan, logs_of, spans_of};
 
 /// One Sentry project of the double's organization.
@@ -87,6 +100,8 @@ pub struct RecordedRequest {
     pub ingest: Option<(u64, ExportTraceServiceRequest)>,
     /// The same for OTLP log ingest.
     pub logs_ingest: Option<(u64, ExportLogsServiceRequest)>,
+    /// For envelope ingest: the project id from the path, and the envelope.
+    pub envelope: Option<(u64, ReceivedEnvelope)>,
 }
 
 impl RecordedRequest {
@@ -107,6 +122,14 @@ impl RecordedRequest {
         self.logs_ingest.is_some()
     }
 
+    pub fn is_envelope(&self) -> bool {
+        self.envelope.is_some()
+    }
+
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
     /// The trace ids of the spans in an ingest request's body.
     pub fn trace_ids(&self) -> Vec<String> {
         self.ingest
@@ -116,45 +139,6 @@ impl RecordedRequest {
             .collect()
     }
 }
-
-/// An answer Sentry gives an OTLP ingest request when things go wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IngestFailure {
-    /// 429 with `Retry-After: {seconds}` and Sentry's documented
-    /// `X-Sentry-Rate-Limits: {seconds}:{categories}:{scope}` (categories
-    /// `;`-separated, empty for all; scope `key`). The double answers every
-    /// ingest request of the window so, counting down the seconds as it goes.
-    RateLimited { seconds: u64, categories: String },
-    /// A server error (e.g. 502 or 503 from an overloaded Relay), with Sentry's
-    /// JSON `detail` body.
-    ServerError(u16),
-    /// 403 `event submission rejected with_reason: ProjectId`: the project of
-    /// the URL is gone (deleted, or its key rotated).
-    ProjectIdRejected,
-}
-
-/// What Relay says when it drops data for a quota or a rate limit.
-const RATE_LIMITED_DETAIL: &str = "Sentry dropped data due to a quota or internal rate limit \
-     being reached. This will not affect your application.";
-
-/// A rate limit in force: until when, and the categories it names.
-#[derive(Debug, Clone)]
-struct RateLimit {
-    until: Instant,
-    categories: String,
-}
-
-impl RateLimit {
-    /// Relay's rule: an empty list limits every category.
-    fn covers(&self, category: &str) -> bool {
-        self.categories.is_empty() || self.categories.split(';').any(|c| c == category)
-    }
-}
-
-/// The rate-limit categories of OTLP spans and logs (Relay's names, as the
-/// exporter's `internal/ratelimit` maps them).
-const TRACE_CATEGORY: &str = "transaction";
-const LOG_CATEGORY: &str = "log_item";
 
 /// A log record that the double accepted, with the project it was sent to.
 #[derive(Debug, Clone)]
@@ -250,8 +234,8 @@ impl SentryDoubleBuilder {
             page_size: self.page_size,
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
-            failures: Mutex::new(VecDeque::new()),
-            rate_limit: Mutex::new(None),
+            failures: Mutex::default(),
+            envelope_gate: watch::Sender::new(true),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -281,52 +265,12 @@ struct Shared {
     page_size: usize,
     requests: Mutex<Vec<RecordedRequest>>,
     arrived: Notify,
-    /// Failures to answer the next ingest requests with, in order.
-    failures: Mutex<VecDeque<IngestFailure>>,
-    rate_limit: Mutex<Option<RateLimit>>,
+    failures: Mutex<Failures>,
+    /// Envelope requests wait for it to be true before they are answered.
+    envelope_gate: watch::Sender<bool>,
 }
 
 impl Shared {
-    /// The failure answer for an ingest request of `category` that would be
-    /// accepted: the rate limit in force for it, else (for trace ingest) the
-    /// next queued failure, else none.
-    fn ingest_failure(&self, category: &str) -> Option<Response> {
-        let mut rate_limit = self.rate_limit.lock().unwrap();
-        let now = Instant::now();
-        if let Some(limit) = rate_limit
-            .as_ref()
-            .filter(|limit| limit.until > now && limit.covers(category))
-        {
-            return Some(rate_limited(limit.until - now, &limit.categories));
-        }
-        if category != TRACE_CATEGORY {
-            return None;
-        }
-        let failure = self.failures.lock().unwrap().pop_front()?;
-        Some(match failure {
-            IngestFailure::RateLimited {
-                seconds,
-                categories,
-            } => {
-                let window = Duration::from_secs(seconds);
-                let response = rate_limited(window, &categories);
-                *rate_limit = Some(RateLimit {
-                    until: now + window,
-                    categories,
-                });
-                response
-            }
-            IngestFailure::ServerError(status) => detail_response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "Internal Error",
-            ),
-            IngestFailure::ProjectIdRejected => detail_response(
-                StatusCode::FORBIDDEN,
-                "event submission rejected with_reason: ProjectId",
-            ),
-        })
-    }
-
     fn dsn(&self, project: &Project) -> String {
         format!(
             "http://{}@{}/{}",
@@ -392,7 +336,64 @@ impl SentryDouble {
     /// with `failure` instead; several calls queue failures in order. Requests
     /// that fail on their own (a wrong key) do not use up a queued failure.
     pub fn fail_next_ingest(&self, failure: IngestFailure) {
-        self.shared.failures.lock().unwrap().push_back(failure);
+        self.shared
+            .failures
+            .lock()
+            .unwrap()
+            .traces
+            .push_back(failure);
+    }
+
+    /// Answers the next envelope request that would have been accepted with
+    /// `failure` instead; several calls queue failures in order.
+    pub fn fail_next_envelope(&self, failure: IngestFailure) {
+        self.shared
+            .failures
+            .lock()
+            .unwrap()
+            .envelopes
+            .push_back(failure);
+    }
+
+    /// Leaves envelope requests unanswered until [`Self::release_envelopes`],
+    /// as a Sentry too slow for the sender; they are recorded once answered.
+    pub fn hold_envelopes(&self) {
+        self.shared.envelope_gate.send_replace(false);
+    }
+
+    pub fn release_envelopes(&self) {
+        self.shared.envelope_gate.send_replace(true);
+    }
+
+    /// The envelope requests received so far, whatever the answer.
+    pub fn envelope_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(RecordedRequest::is_envelope)
+            .collect()
+    }
+
+    /// The payloads of the items of type `ty` (`event`, `client_report`) of
+    /// the envelopes accepted so far.
+    pub fn accepted_items(&self, ty: &str) -> Vec<Value> {
+        self.envelope_requests()
+            .into_iter()
+            .filter(RecordedRequest::accepted)
+            .filter_map(|r| r.envelope)
+            .flat_map(|(_, envelope)| envelope.items_of(ty))
+            .collect()
+    }
+
+    /// The quantity of `category` items discarded for `reason`, summed over
+    /// the client reports accepted so far.
+    pub fn discarded(&self, category: &str, reason: &str) -> u64 {
+        self.accepted_items("client_report")
+            .iter()
+            .filter_map(|report| report["discarded_events"].as_array().cloned())
+            .flatten()
+            .filter(|d| d["category"] == category && d["reason"] == reason)
+            .filter_map(|d| d["quantity"].as_u64())
+            .sum()
     }
 
     /// The trace ingest requests received so far, whatever the answer.
@@ -491,6 +492,7 @@ async fn handle(
     let query = uri.query().map(str::to_owned);
     let mut ingest = None;
     let mut logs_ingest = None;
+    let mut envelope = None;
     let response = match (&method, segments.as_slice()) {
         (&Method::GET, ["api", "0", "organizations", org, "projects"]) => {
             management(&shared, &headers, org, || {
@@ -513,26 +515,29 @@ async fn handle(
             })
         }
         (&Method::POST, ["api", id, "integration", "otlp", "v1", "traces"]) => {
-            match decode_ingest(&shared, id, &headers, &body) {
+            match decode_otlp(&shared, id, &headers, &body) {
                 Ok((project_id, request)) => {
                     ingest = Some((project_id, request));
-                    shared
-                        .ingest_failure(TRACE_CATEGORY)
-                        .unwrap_or_else(ingest_accepted)
+                    let failure = shared.failures.lock().unwrap().answer(TRACE_CATEGORY);
+                    failure.unwrap_or_else(otlp_accepted)
                 }
                 Err((status, detail)) => detail_response(status, &detail),
             }
         }
         (&Method::POST, ["api", id, "integration", "otlp", "v1", "logs"]) => {
-            match decode_ingest(&shared, id, &headers, &body) {
+            match decode_otlp(&shared, id, &headers, &body) {
                 Ok((project_id, request)) => {
                     logs_ingest = Some((project_id, request));
-                    shared
-                        .ingest_failure(LOG_CATEGORY)
-                        .unwrap_or_else(ingest_accepted)
+                    let failure = shared.failures.lock().unwrap().answer(LOG_CATEGORY);
+                    failure.unwrap_or_else(otlp_accepted)
                 }
                 Err((status, detail)) => detail_response(status, &detail),
             }
+        }
+        (&Method::POST, ["api", id, "envelope"]) => {
+            let (response, received) = envelopes::ingest(&shared, id, &headers, &body).await;
+            envelope = received;
+            response
         }
         _ => not_found(),
     };
@@ -554,197 +559,11 @@ async fn handle(
         at: Instant::now(),
         ingest,
         logs_ingest,
+        envelope,
     };
     shared.requests.lock().unwrap().push(recorded);
     shared.arrived.notify_waiters();
     response
-}
-
-/// Runs `answer` for an authorized request to this organization.
-fn management(
-    shared: &Shared,
-    headers: &HeaderMap,
-    org: &str,
-    answer: impl FnOnce() -> Response,
-) -> Response {
-    let expected = format!("Bearer {}", shared.token);
-    if headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        != Some(&expected)
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"detail": "Invalid token"})),
-        )
-            .into_response();
-    }
-    if org != shared.org {
-        return not_found();
-    }
-    answer()
-}
-
-/// Sentry's error body: `{"detail": ...}`.
-fn detail_response(status: StatusCode, detail: &str) -> Response {
-    (status, axum::Json(json!({ "detail": detail }))).into_response()
-}
-
-/// A 429 for a limit with `remaining` time to run, in whole seconds rounded up
-/// as Relay rounds them.
-fn rate_limited(remaining: Duration, categories: &str) -> Response {
-    let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
-    let mut response = detail_response(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED_DETAIL);
-    let headers = response.headers_mut();
-    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    if let Ok(value) = HeaderValue::from_str(&format!("{seconds}:{categories}:key")) {
-        headers.insert("x-sentry-rate-limits", value);
-    }
-    response
-}
-
-fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"detail": "The requested resource does not exist"})),
-    )
-        .into_response()
-}
-
-/// One page of `items`, with Sentry's `Link` header. Sentry's cursors look like
-/// `{value}:{offset}:{is_prev}`; the double only uses the offset.
-fn paginated(shared: &Shared, uri: &Uri, items: Vec<Value>) -> Response {
-    let offset: usize = Query::<HashMap<String, String>>::try_from_uri(uri)
-        .ok()
-        .and_then(|Query(query)| query.get("cursor")?.split(':').nth(1)?.parse().ok())
-        .unwrap_or(0);
-    let end = (offset + shared.page_size).min(items.len());
-    let page = items.get(offset..end).unwrap_or_default().to_vec();
-    let base = format!("http://{}{}", shared.authority, uri.path());
-    let link = |rel: &str, offset: usize, is_prev: u8, results: bool| {
-        let cursor = format!("0:{offset}:{is_prev}");
-        format!(r#"<{base}?&cursor={cursor}>; rel="{rel}"; results="{results}"; cursor="{cursor}""#)
-    };
-    let previous = link(
-        "previous",
-        offset.saturating_sub(shared.page_size),
-        1,
-        offset > 0,
-    );
-    let next = link("next", end, 0, end < items.len());
-    let mut response = axum::Json(page).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("{previous}, {next}")) {
-        response.headers_mut().insert(header::LINK, value);
-    }
-    response
-}
-
-fn project_json(shared: &Shared, project: &Project) -> Value {
-    let team = json!({"id": "1", "slug": shared.team, "name": shared.team});
-    json!({
-        "id": project.id.to_string(),
-        "slug": project.slug,
-        "name": project.slug,
-        "platform": "rust",
-        "team": team,
-        "teams": [team],
-    })
-}
-
-fn key_json(shared: &Shared, project: &Project) -> Value {
-    json!({
-        "id": project.public_key,
-        "name": "Default",
-        "label": "Default",
-        "public": project.public_key,
-        "secret": project.secret_key,
-        "projectId": project.id,
-        "isActive": true,
-        "dsn": {
-            "public": shared.dsn(project),
-            "secret": format!(
-                "http://{}:{}@{}/{}",
-                project.public_key, project.secret_key, shared.authority, project.id
-            ),
-        },
-    })
-}
-
-/// The answer to accepted OTLP ingest: an empty `Export*ServiceResponse`,
-/// full success.
-fn ingest_accepted() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/x-protobuf")],
-        Vec::<u8>::new(),
-    )
-        .into_response()
-}
-
-/// Checks the key against the project in the path and decodes the body as
-/// the OTLP request `R`; on failure returns the status and the `detail` to
-/// answer with.
-fn decode_ingest<R: Message + Default>(
-    shared: &Shared,
-    id: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(u64, R), (StatusCode, String)> {
-    let rejected = |status, reason: &str| {
-        (
-            status,
-            format!("event submission rejected with_reason: {reason}"),
-        )
-    };
-    let Some(project) = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| shared.projects.iter().find(|p| p.id == id))
-    else {
-        return Err(rejected(StatusCode::FORBIDDEN, "ProjectId"));
-    };
-    let key = headers
-        .get("x-sentry-auth")
-        .and_then(|v| v.to_str().ok())
-        .and_then(sentry_key);
-    match key {
-        None => return Err(rejected(StatusCode::UNAUTHORIZED, "MissingKey")),
-        Some(key) if key != project.public_key => {
-            return Err(rejected(StatusCode::FORBIDDEN, "ProjectId"));
-        }
-        Some(_) => {}
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if content_type != Some("application/x-protobuf") {
-        return Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected application/x-protobuf".to_owned(),
-        ));
-    }
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let mut decoded = Vec::new();
-    let body = if gzip {
-        flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut decoded)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad gzip body: {e}")))?;
-        decoded.as_slice()
-    } else {
-        body
-    };
-    let request = R::decode(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad protobuf body: {e}")))?;
-    Ok((project.id, request))
-}
-
-/// The `sentry_key` of an `x-sentry-auth` value such as
-/// `sentry sentry_key=abc, sentry_version=7`.
-fn sentry_key(auth: &str) -> Option<&str> {
-    auth.strip_prefix("sentry ")?
-        .split(',')
-        .find_map(|pair| pair.trim().strip_prefix("sentry_key="))
 }
 
 /// A 32-hex-digit key, like Sentry's, distinct per project and per `salt`.
