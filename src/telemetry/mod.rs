@@ -12,11 +12,11 @@
 mod errors;
 mod export_stats;
 pub mod http;
-mod logging;
-mod logs;
+mod log_export;
 mod otlp;
 pub mod propagation;
 mod resource;
+mod stdout_log;
 mod traces;
 
 use std::time::Duration;
@@ -25,8 +25,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
-pub use logging::init_logging;
-pub use logs::{Logs, LogsBridge};
+pub use log_export::{Logs, LogsBridge};
+pub use stdout_log::init_logging;
 pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;

@@ -7,7 +7,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, fmt};
 
-use super::logs::LogsBridge;
+use super::log_export::LogsBridge;
 use crate::config::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset. The OpenTelemetry SDK reports
