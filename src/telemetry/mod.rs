@@ -26,7 +26,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use errors::init_sentry;
 pub use errors::{ErrorOrigin, Handled, capture_error};
 pub use log_export::{Logs, LogsBridge};
-pub use stdout_log::init_logging;
+pub use stdout_log::{StdoutFlush, init_logging};
 pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
@@ -79,15 +79,17 @@ pub struct Telemetry {
 impl Telemetry {
     /// Starts what must exist before the Tokio runtime: logging, then Sentry,
     /// so that every worker thread's hub is derived from the configured main
-    /// hub.
-    pub fn init(config: &TelemetryConfig) -> Self {
-        let bridge = init_logging(config.logs.format, config.logs.filter.as_deref());
-        Self {
+    /// hub. Also returns the guard that writes the stdout lines still queued:
+    /// keep it past [`Telemetry::shutdown`] and the last line logged.
+    pub fn init(config: &TelemetryConfig) -> (Self, StdoutFlush) {
+        let (bridge, stdout) = init_logging(config.logs.format, config.logs.filter.as_deref());
+        let telemetry = Self {
             traces: None,
             bridge,
             logs: None,
             sentry: init_sentry(config.sentry.as_ref()),
-        }
+        };
+        (telemetry, stdout)
     }
 
     /// Starts the OTLP exporters. Must run inside the Tokio runtime.
