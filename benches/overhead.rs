@@ -1004,10 +1004,9 @@ async fn instructions(
             assert!(status.success(), "callgrind_control {args:?} failed");
         };
         // The warm-up's spans are exported before counting starts: without
-        // this pause about 200 of them were exported inside the window and
+        // this wait about 200 of them were exported inside the window and
         // counted against the measured requests.
-        tokio::time::sleep(Duration::from_millis(1000.max(3 * schedule_ms))).await;
-        let received_before = spans_received(collector).await;
+        let received_before = exports_settled(collector, schedule_ms).await;
         control(&["--zero"]);
         let (report, _) = load(&[
             "--target".to_owned(),
@@ -1027,8 +1026,8 @@ async fn instructions(
             field(&report, &["all", "status", "2xx"]),
             f64::from(requests)
         );
-        // Two batch schedules, so the last spans are exported and counted.
-        tokio::time::sleep(Duration::from_millis(3 * schedule_ms)).await;
+        // Until the last spans are exported and counted.
+        exports_settled(collector, schedule_ms).await;
         control(&["--dump"]);
         drop(service);
         let received = spans_received(collector).await - received_before;
@@ -1129,6 +1128,24 @@ async fn instructions(
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// Waits until the collector's count of accepted spans has stood still for
+/// three batch schedules (at least a second), and returns it: under
+/// valgrind on a busy machine an export can come seconds after its spans
+/// ended, so a fixed pause is not enough.
+async fn exports_settled(collector: &Collector, schedule_ms: u64) -> f64 {
+    let pause = Duration::from_millis(1000.max(3 * schedule_ms));
+    let mut last = spans_received(collector).await;
+    for _ in 0..30 {
+        tokio::time::sleep(pause).await;
+        let now = spans_received(collector).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the collector's span count still moves after 30 pauses of {pause:?}")
 }
 
 /// Spans the collector has accepted so far, over both OTLP receivers, from
