@@ -48,6 +48,8 @@ struct Plan {
     memory_seconds: u64,
     wrk_seconds: u64,
     wrk_rounds: usize,
+    peer_rounds: usize,
+    peer_seconds: u64,
 }
 
 impl Plan {
@@ -61,6 +63,8 @@ impl Plan {
                 memory_seconds: 20,
                 wrk_seconds: 3,
                 wrk_rounds: 2,
+                peer_rounds: 2,
+                peer_seconds: 3,
             }
         } else {
             Self {
@@ -74,6 +78,9 @@ impl Plan {
                 // of many pairs is what holds still.
                 wrk_seconds: 3,
                 wrk_rounds: 10,
+                // Issue 21's table: three interleaved rounds, medians.
+                peer_rounds: 3,
+                peer_seconds: 10,
             }
         }
     }
@@ -103,21 +110,28 @@ const MODES: [Mode; 3] = [
     },
 ];
 
-/// What serves the requests: the service, or issue 9's reference, a plain
-/// axum handler with the same spans instrumented as opentelemetry-rust's
-/// examples do it (`examples/reference.rs`, built by scripts/bench.sh).
+/// What serves the requests: the service, issue 9's reference (a plain axum
+/// handler with the same spans instrumented as opentelemetry-rust's examples
+/// do it, `examples/reference.rs`), or one of the peers under
+/// `benches/peers/` (built by scripts/bench.sh into `SOMEWORK_PEERS_DIR`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Subject {
     Somework,
     Reference,
     /// The reference with its batches dropped in-process instead of exported.
     ReferenceNoExport,
+    /// axum and nothing else: the floor.
+    AxumPlain,
+    /// axum with tower-http's `TraceLayer` and `tracing-opentelemetry`.
+    AxumTracing,
+    /// gin with otelgin and the OpenTelemetry Go SDK.
+    Gin,
 }
 
 impl Subject {
     fn binary(self) -> PathBuf {
-        match self {
-            Self::Somework => PathBuf::from(BINARY),
+        let program = match self {
+            Self::Somework => return PathBuf::from(BINARY),
             Self::Reference | Self::ReferenceNoExport => {
                 let reference = Path::new(BINARY)
                     .parent()
@@ -129,9 +143,22 @@ impl Subject {
                     "no {}: run the benchmark with make bench (scripts/bench.sh builds examples/reference.rs)",
                     reference.display()
                 );
-                reference
+                return reference;
             }
-        }
+            Self::AxumPlain => "peer-axum-plain",
+            Self::AxumTracing => "peer-axum-tracing-opentelemetry",
+            Self::Gin => "peer-gin-otel",
+        };
+        let peer = std::env::var_os("SOMEWORK_PEERS_DIR")
+            .map(PathBuf::from)
+            .expect("SOMEWORK_PEERS_DIR is not set: run the benchmark with make bench (scripts/bench.sh builds the peers)")
+            .join(program);
+        assert!(
+            peer.exists(),
+            "no {}: run the benchmark with make bench (scripts/bench.sh builds the peers)",
+            peer.display()
+        );
+        peer
     }
 
     fn env(self) -> &'static [(&'static str, &'static str)] {
@@ -142,7 +169,7 @@ impl Subject {
             // `--only instructions --set OTEL_LOGS_EXPORTER=otlp`.
             Self::Somework => &[("OTEL_LOGS_EXPORTER", "none")],
             Self::ReferenceNoExport => &[("REFERENCE_EXPORTER", "discard")],
-            Self::Reference => &[],
+            Self::Reference | Self::AxumPlain | Self::AxumTracing | Self::Gin => &[],
         }
     }
 
@@ -152,6 +179,25 @@ impl Subject {
             Self::Somework => "somework",
             Self::Reference => "reference",
             Self::ReferenceNoExport => "reference-no-export",
+            Self::AxumPlain => "axum-plain",
+            Self::AxumTracing => "axum-tracing-opentelemetry",
+            Self::Gin => "gin-otel",
+        }
+    }
+
+    /// How the peers table names it.
+    fn title(self) -> &'static str {
+        match self {
+            Self::Somework => "somework",
+            Self::Reference => "`examples/reference.rs`",
+            Self::ReferenceNoExport => "`examples/reference.rs`, batches dropped in-process",
+            Self::AxumPlain => "plain axum, no tracing (the floor)",
+            Self::AxumTracing => {
+                "axum + tower-http `TraceLayer` + `tracing-opentelemetry` 0.34 (the usual Rust way)"
+            }
+            Self::Gin => {
+                "gin + otelgin + otel-go 1.47, batch OTLP/gRPC (the stack of the Go article's example)"
+            }
         }
     }
 }
@@ -165,6 +211,45 @@ const REFERENCE_RUNS: [(Subject, usize); 5] = [
     (Subject::ReferenceNoExport, 1),
     (Subject::ReferenceNoExport, 2),
 ];
+
+/// The Rust peers in the instruction count: the floor, and the usual Rust
+/// way with tracing off and always-on.
+const INSTRUCTION_PEER_RUNS: [(Subject, usize); 3] = [
+    (Subject::AxumPlain, 0),
+    (Subject::AxumTracing, 0),
+    (Subject::AxumTracing, 2),
+];
+/// The peers' table: every implementation in every mode it has, taking
+/// turns in the same rounds. Plain axum has no tracing to switch on.
+const PEER_RUNS: [(Subject, usize); 13] = [
+    (Subject::AxumPlain, 0),
+    (Subject::AxumTracing, 0),
+    (Subject::AxumTracing, 1),
+    (Subject::AxumTracing, 2),
+    (Subject::Gin, 0),
+    (Subject::Gin, 1),
+    (Subject::Gin, 2),
+    (Subject::Reference, 0),
+    (Subject::Reference, 1),
+    (Subject::Reference, 2),
+    (Subject::Somework, 0),
+    (Subject::Somework, 1),
+    (Subject::Somework, 2),
+];
+/// The implementations of the peers' table, in its order.
+const PEER_SUBJECTS: [Subject; 5] = [
+    Subject::AxumTracing,
+    Subject::Gin,
+    Subject::Reference,
+    Subject::Somework,
+    Subject::AxumPlain,
+];
+/// wrk's connections in the peers' rounds: enough to keep one core busy.
+const PEER_CONNECTIONS: &str = "16";
+/// After each peer run: two batch schedules (200 ms, set for every program
+/// of the table) and the export, so that the run's spans reach the collector
+/// and their export is charged to the run before the next one starts.
+const PEER_SETTLE: Duration = Duration::from_millis(1000);
 
 fn clock_ticks_per_second() -> f64 {
     match sysconf(SysconfVar::CLK_TCK) {
@@ -506,6 +591,148 @@ fn reference_cpu_table(out: &mut String, runs: &[(Subject, usize)], measured: &[
     let _ = writeln!(out);
 }
 
+/// Issue 21's table: somework beside its peers (`benches/peers/`) and the
+/// reference, each pinned to the service CPU, wrk closed loop on the load
+/// CPU, every implementation and mode taking turns in the same rounds. The
+/// figure is the program's CPU time per request answered, its export to the
+/// real collector included (each run ends once its spans are received).
+async fn peers(out: &mut String, plan: &Plan, collector: &Collector, wrk: &Path) {
+    let endpoint = collector.otlp_grpc_endpoint();
+    let mut services = Vec::new();
+    for &(subject, mode) in &PEER_RUNS {
+        let mut extra = MODES[mode].env.to_vec();
+        extra.push(("OTEL_BSP_SCHEDULE_DELAY", "200"));
+        services.push(start_subject(subject, &endpoint, &extra).await);
+    }
+    for service in &services {
+        wrk_run(wrk, &service.url("/somework"), PEER_CONNECTIONS, 1).await;
+    }
+    tokio::time::sleep(PEER_SETTLE).await;
+    let mut cpu_per_request: Vec<Vec<f64>> = vec![Vec::new(); services.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); services.len()];
+    let mut requests = vec![0.0; services.len()];
+    let mut received = vec![0.0; services.len()];
+    for round in 0..plan.peer_rounds {
+        for (i, service) in services.iter().enumerate() {
+            let cpu_before = cpu_seconds(service.pid());
+            let received_before = spans_received(collector).await;
+            let run = wrk_run(
+                wrk,
+                &service.url("/somework"),
+                PEER_CONNECTIONS,
+                plan.peer_seconds,
+            )
+            .await;
+            tokio::time::sleep(PEER_SETTLE).await;
+            cpu_per_request[i].push((cpu_seconds(service.pid()) - cpu_before) / run.requests * 1e6);
+            rates[i].push(run.rate);
+            requests[i] += run.requests;
+            received[i] += spans_received(collector).await - received_before;
+        }
+        eprintln!("peers: round {} of {} done", round + 1, plan.peer_rounds);
+    }
+    let mut somework_spans = SpanCounts::default();
+    for (service, &(subject, mode)) in services.into_iter().zip(&PEER_RUNS) {
+        let spans = stop_service(service).await;
+        if subject == Subject::Somework && mode == 2 {
+            somework_spans = spans;
+        }
+    }
+
+    let run = |subject: Subject, mode: usize| PEER_RUNS.iter().position(|r| *r == (subject, mode));
+    let median_of = |values: &[f64]| median(&mut values.to_vec());
+    // Tracing's cost: the paired difference to the same program with
+    // tracing off, round by round, then the median.
+    let cost = |subject: Subject, mode: usize| {
+        let (off, on) = (run(subject, 0)?, run(subject, mode)?);
+        let differences: Vec<f64> = cpu_per_request[off]
+            .iter()
+            .zip(&cpu_per_request[on])
+            .map(|(off, on)| on - off)
+            .collect();
+        Some(median_of(&differences))
+    };
+    let off = |subject: Subject| run(subject, 0).map(|i| median_of(&cpu_per_request[i]));
+    let ratio_to_floor = |subject: Subject| {
+        let (floor, this) = (run(Subject::AxumPlain, 0)?, run(subject, 0)?);
+        let ratios: Vec<f64> = cpu_per_request[this]
+            .iter()
+            .zip(&cpu_per_request[floor])
+            .map(|(this, floor)| this / floor)
+            .collect();
+        Some(median_of(&ratios))
+    };
+    let cell = |value: Option<f64>, plus: bool| match value {
+        Some(value) if plus => format!("{value:+.1}"),
+        Some(value) => format!("{value:.1}"),
+        None => "–".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "### somework beside its peers\n\n`/somework` (SERVER span, `somework`, `MiddleWork` with three events, `ErrorWork`; no sleep, no error) from each implementation pinned to CPU {SERVICE_CPU}; wrk (`-t1 -c{PEER_CONNECTIONS}`, closed loop) and the real collector on CPU {LOAD_CPU}; {} interleaved rounds of {} s, every program and mode taking its turn in each round; batch export every 200 ms for every program, and each run's CPU time counted until its spans have reached the collector. CPU µs per request: median over rounds; \"+ mode\" is the median of the paired differences to the same program with tracing off. The peers write no request log line and have no limits, JSON fallbacks or export accounting; somework exports spans only (`OTEL_LOGS_EXPORTER=none`), as the others. What each peer is: BENCHMARKS.md, \"The peers\".\n",
+        plan.peer_rounds, plan.peer_seconds
+    );
+    let _ = writeln!(
+        out,
+        "| implementation | off | + always-on | + 10 % | off / plain axum | req/s, off | spans received per always-on request |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for subject in PEER_SUBJECTS {
+        let spans_per_request = run(subject, 2).map_or("–".to_owned(), |i| {
+            format!("{:.2}", received[i] / requests[i])
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {spans_per_request} |",
+            subject.title(),
+            cell(off(subject), false),
+            cell(cost(subject, 2), true),
+            cell(cost(subject, 1), true),
+            ratio_to_floor(subject).map_or("–".to_owned(), |r| format!("{r:.2}")),
+            run(subject, 0).map_or("–".to_owned(), |i| format!("{:.0}", median_of(&rates[i]))),
+        );
+    }
+    let somework_cost = cost(Subject::Somework, 2);
+    let best_peer = [Subject::AxumTracing, Subject::Gin]
+        .into_iter()
+        .filter_map(|peer| cost(peer, 2).map(|cost| (peer, cost)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let quotient = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "–".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "\nsomework with tracing off / plain axum: **{}** (paired per round; issue 21's bound: at most 1.3). somework's always-on cost / the best peer's ({}): **{}** (at most 0.5). somework's always-on cost / the reference's: **{}** (at most 1.2). somework's spans at always-on: {} created, {} dropped, {} failed.",
+        ratio_to_floor(Subject::Somework).map_or("–".to_owned(), |r| format!("{r:.2}")),
+        best_peer.map_or("–", |(peer, _)| peer.slug()),
+        quotient(somework_cost, best_peer.map(|(_, cost)| cost)),
+        quotient(somework_cost, cost(Subject::Reference, 2)),
+        somework_spans.created(),
+        somework_spans.dropped,
+        somework_spans.failed,
+    );
+    let _ = writeln!(
+        out,
+        "\nPer round, CPU µs per request: {}\n",
+        PEER_RUNS
+            .iter()
+            .zip(&cpu_per_request)
+            .map(|((subject, mode), values)| format!(
+                "{} {}: {}",
+                subject.slug(),
+                ["off", "10%", "always-on"][*mode],
+                values
+                    .iter()
+                    .map(|value| format!("{value:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
 /// RSS before and after a long run with always-on sampling and no collector.
 async fn memory_with_collector_down(out: &mut String, plan: &Plan) {
     let closed = {
@@ -569,6 +796,39 @@ async fn memory_with_collector_down(out: &mut String, plan: &Plan) {
     );
 }
 
+/// What one wrk run reports.
+struct WrkRun {
+    requests: f64,
+    rate: f64,
+}
+
+/// Runs wrk, one thread, closed loop, on the load CPU against `url`.
+async fn wrk_run(wrk: &Path, url: &str, connections: &str, seconds: u64) -> WrkRun {
+    let output = Command::new("taskset")
+        .args(["-c", LOAD_CPU])
+        .arg(wrk)
+        .args(["-t1", "-c", connections, "-d", &format!("{seconds}s"), url])
+        .output()
+        .await
+        .expect("cannot run wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let requests: f64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
+    let rate: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
+    assert!(
+        !text.contains("Non-2xx or 3xx responses"),
+        "{url} answered errors under wrk:\n{text}"
+    );
+    WrkRun { requests, rate }
+}
+
 /// The load tool's own speed against wrk's, on the same core, same target.
 async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
     let service = start_service("http://127.0.0.1:9", &[("OTEL_SDK_DISABLED", "true")]).await;
@@ -581,27 +841,10 @@ async fn load_tool_against_wrk(out: &mut String, plan: &Plan, wrk: &Path) {
     let mut tool_cpu = Vec::new();
     for _ in 0..plan.wrk_rounds {
         let before = children_cpu_seconds();
-        let output = Command::new("taskset")
-            .args(["-c", LOAD_CPU])
-            .arg(wrk)
-            .args(["-t1", "-c", connections, "-d", &format!("{seconds}s"), &url])
-            .output()
-            .await
-            .expect("cannot run wrk");
+        let run = wrk_run(wrk, &url, connections, plan.wrk_seconds).await;
         let cpu = children_cpu_seconds() - before;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let total: f64 = text
-            .lines()
-            .find_map(|line| line.trim().split_once(" requests in "))
-            .and_then(|(count, _)| count.trim().parse().ok())
-            .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
-        let rate: f64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix("Requests/sec:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or_else(|| panic!("cannot read wrk's output:\n{text}"));
-        wrk_rates.push(rate);
-        wrk_cpu.push(cpu / total * 1e6);
+        wrk_rates.push(run.rate);
+        wrk_cpu.push(cpu / run.requests * 1e6);
 
         let (report, cpu) = load(&[
             "--target".to_owned(),
@@ -715,6 +958,7 @@ async fn instructions(
     let runs: Vec<(Subject, usize)> = (0..MODES.len())
         .map(|i| (Subject::Somework, i))
         .chain(REFERENCE_RUNS)
+        .chain(INSTRUCTION_PEER_RUNS)
         .collect();
     let mut per_request = Vec::new();
     let mut spans_in_window = Vec::new();
@@ -760,10 +1004,9 @@ async fn instructions(
             assert!(status.success(), "callgrind_control {args:?} failed");
         };
         // The warm-up's spans are exported before counting starts: without
-        // this pause about 200 of them were exported inside the window and
+        // this wait about 200 of them were exported inside the window and
         // counted against the measured requests.
-        tokio::time::sleep(Duration::from_millis(1000.max(3 * schedule_ms))).await;
-        let received_before = spans_received(collector).await;
+        let received_before = exports_settled(collector, schedule_ms).await;
         control(&["--zero"]);
         let (report, _) = load(&[
             "--target".to_owned(),
@@ -783,8 +1026,8 @@ async fn instructions(
             field(&report, &["all", "status", "2xx"]),
             f64::from(requests)
         );
-        // Two batch schedules, so the last spans are exported and counted.
-        tokio::time::sleep(Duration::from_millis(3 * schedule_ms)).await;
+        // Until the last spans are exported and counted.
+        exports_settled(collector, schedule_ms).await;
         control(&["--dump"]);
         drop(service);
         let received = spans_received(collector).await - received_before;
@@ -870,13 +1113,39 @@ async fn instructions(
     }
     let _ = writeln!(
         out,
-        "\nSpans the collector received in each counting window (somework off, 10%, always-on; reference the same; reference without export 10%, always-on): {}.\n",
+        "\nThe Rust peers in the same count: plain axum {}; axum + `TraceLayer` + `tracing-opentelemetry` {} with tracing off, {} always-on. somework with tracing off / plain axum: **{}**.",
+        number(count(Subject::AxumPlain, 0)),
+        number(count(Subject::AxumTracing, 0)),
+        number(count(Subject::AxumTracing, 2)),
+        ratio(count(Subject::Somework, 0), count(Subject::AxumPlain, 0)),
+    );
+    let _ = writeln!(
+        out,
+        "\nSpans the collector received in each counting window (somework off, 10%, always-on; reference the same; reference without export 10%, always-on; plain axum; the usual Rust way off, always-on): {}.\n",
         spans_in_window
             .iter()
             .map(|count| format!("{count:.0}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// Waits until the collector's count of accepted spans has stood still for
+/// three batch schedules (at least a second), and returns it: under
+/// valgrind on a busy machine an export can come seconds after its spans
+/// ended, so a fixed pause is not enough.
+async fn exports_settled(collector: &Collector, schedule_ms: u64) -> f64 {
+    let pause = Duration::from_millis(1000.max(3 * schedule_ms));
+    let mut last = spans_received(collector).await;
+    for _ in 0..30 {
+        tokio::time::sleep(pause).await;
+        let now = spans_received(collector).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the collector's span count still moves after 30 pauses of {pause:?}")
 }
 
 /// Spans the collector has accepted so far, over both OTLP receivers, from
@@ -945,7 +1214,7 @@ fn write_results(results: &str) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    // `--only somework` (or wrk, chain, memory) runs one section, e.g. to
+    // `--only somework` (or peers, wrk, chain, instructions, memory) runs one section, e.g. to
     // measure one change quickly.
     let only = args
         .iter()
@@ -992,6 +1261,9 @@ async fn main() {
         "cannot pin the collector to CPU {LOAD_CPU}"
     );
 
+    if runs("peers") {
+        peers(&mut out, &plan, &collector, &wrk).await;
+    }
     if runs("wrk") {
         load_tool_against_wrk(&mut out, &plan, &wrk).await;
     }

@@ -3,10 +3,12 @@
 # can do, measured side by side and written to BENCHMARKS.md.
 #
 # Needs taskset (util-linux), the collector built by scripts/build-collector.sh,
-# and wrk, which this script unpacks from Debian's package into the cache
+# Go (for the gin peer, benches/peers/gin-otel) and wrk, which this script unpacks from Debian's package into the cache
 # (apt-get download + dpkg -x; nothing is installed system-wide).
 #
-# Usage: scripts/bench.sh [--quick]   (--quick: fewer, shorter rounds)
+# Usage: scripts/bench.sh [--quick] [--only SECTION]
+#   --quick: fewer, shorter rounds
+#   --only peers|wrk|somework|chain|instructions|memory: one section
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -54,6 +56,21 @@ fi
 export WRK SOMEWORK_TOOLS_DIR="$TOOLS_DIR"
 
 cd "$ROOT"
+# The peers the service is measured against (benches/peers/), built from
+# source into the cache: the Rust ones as a workspace of their own (so that
+# make test never builds them), the Go one with its own go.mod, its modules
+# from the Go module proxy. Later runs reuse both build caches.
+peers_dir="$CACHE_DIR/peers"
+log "building the Rust peers (benches/peers/axum) into $peers_dir"
+cargo build --release --locked --manifest-path benches/peers/axum/Cargo.toml --target-dir "$peers_dir/target"
+for peer in peer-axum-plain peer-axum-tracing-opentelemetry; do
+  cp "$peers_dir/target/release/$peer" "$peers_dir/$peer"
+done
+require_go "the Go peer of make bench (benches/peers/gin-otel)"
+log "building the Go peer (benches/peers/gin-otel) into $peers_dir"
+(cd benches/peers/gin-otel && go build -trimpath -o "$peers_dir/peer-gin-otel" .)
+export SOMEWORK_PEERS_DIR="$peers_dir"
+
 # Issue 9's reference handler, measured beside the service; the benchmark
 # finds it next to the binaries of the same profile.
 log "building the reference handler (examples/reference.rs)"

@@ -34,7 +34,9 @@ pub fn run(_args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let telemetry = Telemetry::init(&config.telemetry);
+    // Dropped last, when `run` returns: it writes the lines still queued
+    // for stdout, the error below included.
+    let (telemetry, _stdout_flush) = Telemetry::init(&config.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -80,18 +80,43 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     // The request's context is current only while the handler is polled; made
     // current again, it gives the log record this span's ids.
     let _current = cx.clone().attach();
+    // Strings rather than `%` (Display) values: the same text, without
+    // `core::fmt`'s padding and dispatch on every request.
+    let trace_id = LowerHex::<32>::new(&span_context.trace_id().to_bytes());
+    let span_id = LowerHex::<16>::new(&span_context.span_id().to_bytes());
     tracing::info!(
-        trace_id = %span_context.trace_id(),
-        span_id = %span_context.span_id(),
+        trace_id = trace_id.as_str(),
+        span_id = span_id.as_str(),
         sampled = span_context.is_sampled(),
-        method = %method,
-        path = %path,
+        method = method.as_str(),
+        path = path.as_str(),
         status = status.as_u16(),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
     span.end();
     response
+}
+
+/// An id's bytes as lowercase hex, `N` digits: what the `Display` of
+/// `TraceId` (`N` = 32) and `SpanId` (16) writes.
+struct LowerHex<const N: usize>([u8; N]);
+
+impl<const N: usize> LowerHex<N> {
+    fn new(bytes: &[u8]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [b'0'; N];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        Self(hex)
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII digits only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// A CLIENT span for one outgoing HTTP request, a child of the current span.
@@ -271,6 +296,26 @@ mod tests {
         let span = ClientSpan::start(&Method::GET, &url);
 
         assert_eq!(span.context().span().span_context(), &caller);
+    }
+
+    #[test]
+    fn ids_are_logged_as_their_display_writes_them() {
+        for trace_id in [
+            TraceId::INVALID,
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            TraceId::from_bytes([0xff; 16]),
+        ] {
+            let hex = LowerHex::<32>::new(&trace_id.to_bytes());
+            assert_eq!(hex.as_str(), trace_id.to_string());
+        }
+        for span_id in [
+            SpanId::INVALID,
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            SpanId::from_bytes([0xff; 8]),
+        ] {
+            let hex = LowerHex::<16>::new(&span_id.to_bytes());
+            assert_eq!(hex.as_str(), span_id.to_string());
+        }
     }
 
     #[test]

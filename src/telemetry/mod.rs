@@ -11,24 +11,24 @@
 
 mod export_queue;
 pub mod http;
-mod logging;
-mod logs;
+mod log_export;
 mod otlp;
 pub mod propagation;
 mod resource;
 mod sentry_delivery;
 mod sentry_errors;
 mod sentry_transport;
+mod stdout_log;
 mod traces;
 
 use std::time::Duration;
 
 use opentelemetry_sdk::error::OTelSdkResult;
 
-pub use logging::init_logging;
-pub use logs::{Logs, LogsBridge};
+pub use log_export::{Logs, LogsBridge};
 use sentry_errors::Sentry;
 pub use sentry_errors::{ErrorOrigin, Handled, capture_error};
+pub use stdout_log::{StdoutFlush, init_logging};
 pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};
 
 use crate::config::TelemetryConfig;
@@ -79,15 +79,18 @@ pub struct Telemetry {
 impl Telemetry {
     /// Starts what must exist before the Tokio runtime: logging, then Sentry,
     /// so that every worker thread's hub is derived from the configured main
-    /// hub.
-    pub fn init(config: &TelemetryConfig) -> Self {
-        let bridge = init_logging(config.logging.format, config.logging.filter.as_deref());
-        Self {
+    /// hub. Also returns the guard that writes the stdout lines still queued:
+    /// keep it past [`Telemetry::shutdown`] and the last line logged.
+    pub fn init(config: &TelemetryConfig) -> (Self, StdoutFlush) {
+        let (bridge, stdout) =
+            init_logging(config.logging.format, config.logging.filter.as_deref());
+        let telemetry = Self {
             traces: None,
             bridge,
             logs: None,
             sentry: Sentry::init(config.sentry.as_ref()),
-        }
+        };
+        (telemetry, stdout)
     }
 
     /// Starts the OTLP exporters. Must run inside the Tokio runtime.

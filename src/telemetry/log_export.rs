@@ -1,6 +1,6 @@
 //! Logs over OpenTelemetry: the service's `tracing` events, bridged into the
 //! OpenTelemetry logs SDK by `opentelemetry-appender-tracing`, batched and
-//! exported beside the spans. The stdout logs (`logging`) are unchanged.
+//! exported beside the spans. The stdout logs (`stdout_log`) are unchanged.
 //!
 //! The subscriber is installed before the Tokio runtime starts, the OTLP
 //! exporter only inside it (tonic needs it). So [`LogsBridge`] is a layer
