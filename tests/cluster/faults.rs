@@ -194,8 +194,18 @@ async fn replacements_ready_at(cluster: &LocalCluster, replaced: &HashSet<String
         }
         assert!(
             Instant::now() < deadline,
-            "{wanted} new collector pod(s) were not Ready within {ROLLOUT_TIMEOUT:?} of the deletion: {:#}",
+            "{wanted} new collector pod(s) were not Ready within {ROLLOUT_TIMEOUT:?} of the deletion; \
+             the pods: {:#}",
             pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pod| serde_json::json!({
+                    "name": pod["metadata"]["name"],
+                    "phase": pod["status"]["phase"],
+                    "conditions": pod["status"]["conditions"],
+                }))
+                .collect::<Value>()
         );
         tokio::time::sleep(POLL_INTERVAL).await;
     }
