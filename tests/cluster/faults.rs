@@ -2,7 +2,7 @@
 //! frontend's Service: a port-forward would pin one pod).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -11,30 +11,31 @@ use crate::demo::ARRIVAL;
 use crate::jaeger::Jaeger;
 
 const FRONTEND_URL: &str = "http://somework-frontend.somework.svc.cluster.local:8080";
+const COLLECTOR_DEPLOYMENT: &str = "deployment/otel-collector";
+const COLLECTOR_PODS: &str = "app.kubernetes.io/name=otel-collector";
+/// How long a replaced pod may take to be Ready, as `rollout status` was given.
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the load Job may take to get its first answer once its pod runs.
+const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the API server is asked again while a test waits on it.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The collector pod is deleted while requests flow: the service keeps
 /// answering, and the spans of requests made once the new pod is ready arrive.
 pub async fn collector_pod_deleted_under_load(cluster: &LocalCluster) {
     let load = LoadJob::start(cluster, "load-collector-restart", 10, 50);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    load.wait_until_answered(cluster).await;
+    let replaced = pod_uids(cluster, OBS_NS, COLLECTOR_PODS);
     cluster.kubectl(&[
         "--namespace",
         OBS_NS,
         "delete",
         "pod",
         "--selector",
-        "app.kubernetes.io/name=otel-collector",
+        COLLECTOR_PODS,
         "--wait=false",
     ]);
-    cluster.kubectl(&[
-        "--namespace",
-        OBS_NS,
-        "rollout",
-        "status",
-        "deployment/otel-collector",
-        "--timeout=180s",
-    ]);
-    let ready_at = unix_ms() + 1_000;
+    let ready_at = replacements_ready_at(cluster, &replaced).await;
     let result = load.finish(cluster);
     assert_eq!(
         result.failed, 0,
@@ -71,7 +72,7 @@ pub async fn collector_pod_deleted_under_load(cluster: &LocalCluster) {
 /// fails, and every answered (sampled) request's server span arrives.
 pub async fn rolling_restart_of_the_frontend_under_steady_load(cluster: &LocalCluster) {
     let load = LoadJob::start(cluster, "load-rolling-restart", 10, 60);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    load.wait_until_answered(cluster).await;
     let started = Instant::now();
     cluster.kubectl(&[
         "--namespace",
@@ -127,11 +128,105 @@ async fn missing_server_spans(cluster: &LocalCluster, expected: &HashSet<String>
     }
 }
 
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
+/// The uids of the pods of `selector`.
+fn pod_uids(cluster: &LocalCluster, namespace: &str, selector: &str) -> HashSet<String> {
+    let uids = cluster.kubectl(&[
+        "--namespace",
+        namespace,
+        "get",
+        "pods",
+        "--selector",
+        selector,
+        "--output",
+        "jsonpath={.items[*].metadata.uid}",
+    ]);
+    uids.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Waits, as the API server tells it, until as many collector pods as the
+/// Deployment wants are Ready and none of them is among `replaced`; returns
+/// when the last of them became Ready, in Unix milliseconds, from its Ready
+/// condition. The condition's time has whole seconds, so the pod became
+/// Ready within the second that follows it: a request made from then on was
+/// made after the pod was Ready.
+async fn replacements_ready_at(cluster: &LocalCluster, replaced: &HashSet<String>) -> u128 {
+    let wanted: usize = cluster
+        .kubectl(&[
+            "--namespace",
+            OBS_NS,
+            "get",
+            COLLECTOR_DEPLOYMENT,
+            "--output",
+            "jsonpath={.spec.replicas}",
+        ])
+        .trim()
+        .parse()
+        .expect("the Deployment's replicas as a number");
+    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
+    loop {
+        let pods: Value = serde_json::from_str(&cluster.kubectl(&[
+            "--namespace",
+            OBS_NS,
+            "get",
+            "pods",
+            "--selector",
+            COLLECTOR_PODS,
+            "--output",
+            "json",
+        ]))
+        .expect("kubectl prints the pods as JSON");
+        let ready_since: Vec<u128> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pod| {
+                let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+                !replaced.contains(uid) && pod["metadata"]["deletionTimestamp"].is_null()
+            })
+            .filter_map(ready_since_unix_ms)
+            .collect();
+        if ready_since.len() >= wanted {
+            let last = ready_since
+                .iter()
+                .max()
+                .expect("at least one pod is wanted");
+            return last + 1_000;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{wanted} new collector pod(s) were not Ready within {ROLLOUT_TIMEOUT:?} of the deletion; \
+             the pods: {:#}",
+            pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pod| serde_json::json!({
+                    "name": pod["metadata"]["name"],
+                    "phase": pod["status"]["phase"],
+                    "conditions": pod["status"]["conditions"],
+                }))
+                .collect::<Value>()
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// When `pod` last became Ready (its Ready condition's `lastTransitionTime`,
+/// in Unix milliseconds), or `None` while it is not Ready.
+fn ready_since_unix_ms(pod: &Value) -> Option<u128> {
+    let ready = pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|condition| condition["type"] == "Ready" && condition["status"] == "True")?;
+    let since = ready["lastTransitionTime"].as_str()?;
+    let since = humantime::parse_rfc3339(since)
+        .unwrap_or_else(|e| panic!("the Ready condition's time {since:?}: {e}"));
+    Some(
+        since
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
 }
 
 /// Steady load from a Job inside the cluster: `somework load`, from the
@@ -213,6 +308,24 @@ impl LoadJob {
         }
     }
 
+    /// Waits until the Job's first request is answered: the load is flowing
+    /// through the frontend, not merely scheduled.
+    async fn wait_until_answered(&self, cluster: &LocalCluster) {
+        let job = format!("job/{}", self.name);
+        let deadline = Instant::now() + LOAD_START_TIMEOUT;
+        loop {
+            let logs = cluster.kubectl(&["--namespace", APP_NS, "logs", &job]);
+            if request_lines(&logs).iter().any(is_answered) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load Job had no request answered within {LOAD_START_TIMEOUT:?} of its pod's start:\n{logs}"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
     fn finish(self, cluster: &LocalCluster) -> LoadResult {
         let job = format!("job/{}", self.name);
         cluster.kubectl(&[
@@ -225,21 +338,13 @@ impl LoadJob {
         ]);
         let logs = cluster.kubectl(&["--namespace", APP_NS, "logs", &job]);
         cluster.kubectl(&["--namespace", APP_NS, "delete", &job, "--wait=false"]);
-        // The per-request lines; the table at the end is for people.
-        let requests: Vec<Value> = logs
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line.get("scheduled_unix_ms").is_some())
-            .collect();
+        let requests = request_lines(&logs);
         assert!(
             !requests.is_empty(),
             "no request lines from the load Job:\n{logs}"
         );
-        let (answered, failed): (Vec<&Value>, Vec<&Value>) = requests.iter().partition(|line| {
-            line["status"]
-                .as_u64()
-                .is_some_and(|s| (200..300).contains(&s))
-        });
+        let (answered, failed): (Vec<&Value>, Vec<&Value>) =
+            requests.iter().partition(|line| is_answered(line));
         LoadResult {
             failed: failed.len() as u64,
             failures: failed.iter().map(|line| line.to_string()).collect(),
@@ -257,4 +362,19 @@ impl LoadJob {
                 .collect(),
         }
     }
+}
+
+/// The per-request lines of the load Job's log (`--log-requests`); the
+/// table at the end is for people.
+fn request_lines(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("scheduled_unix_ms").is_some())
+        .collect()
+}
+
+fn is_answered(request: &Value) -> bool {
+    request["status"]
+        .as_u64()
+        .is_some_and(|status| (200..300).contains(&status))
 }

@@ -24,13 +24,13 @@ async fn the_service_reconnects_after_a_collector_restart() {
 
     let before = answered_traces(&service, 1).await;
     receiver.trace(&before[0], 4, Duration::from_secs(10)).await;
-    let addr = receiver.kill().await;
+    let port = receiver.kill().await;
 
     // The collector is gone: requests still succeed, and their export fails.
     answered_traces(&service, 50).await;
     wait_for_message(&service, "span export failed").await;
 
-    let restarted = OtlpReceiver::start_on(addr).await;
+    let restarted = OtlpReceiver::start_on(port).await;
     let after = answered_traces(&service, 20).await;
     let missing = missing_traces(&restarted, &after, Duration::from_secs(20)).await;
     assert!(

@@ -11,11 +11,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use serde_json::Value;
-use somework::config::WorkConfig;
-use somework::downstream::Downstream;
 use somework::routes::limits::REQUEST_TIMEOUT;
 use somework::routes::{AppState, Readiness, routes, with_limits};
-use somework::work::Work;
+use somework_testkit::in_process::{UNCALLED_DOWNSTREAM, app_state};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -45,16 +43,7 @@ async fn call(app: axum::Router) -> (StatusCode, Value, Duration) {
 fn app_with_test_route(handler: axum::routing::MethodRouter<AppState>) -> axum::Router {
     with_limits(
         routes().route("/test", handler),
-        AppState {
-            work: Work::new(WorkConfig {
-                max_sleep: Duration::ZERO,
-                error_rate: 0.0,
-            }),
-            downstream: Downstream::new("http://127.0.0.1:9".parse().expect("a URL"))
-                .expect("an HTTP client"),
-            service_name: "somework".into(),
-            readiness: Readiness::ready(),
-        },
+        app_state(Readiness::ready(), UNCALLED_DOWNSTREAM),
     )
 }
 

@@ -4,12 +4,13 @@
 //! the Go version the README asks for is the one the scripts enforce.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use somework_testkit::net::{ReservedPort, reserve_port};
 use somework_testkit::tools;
 
 /// Starting from an empty data dir includes Bugsink's first migration.
@@ -20,7 +21,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(40);
 const SPANS_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_LINE: &str = "Ctrl-C stops everything.";
 
-/// The port variables of run-local.sh, each given a free port.
+/// The port variables of run-local.sh, each given a port reserved for it.
 const PORT_VARIABLES: [&str; 7] = [
     "SERVICE_PORT",
     "BUGSINK_PORT",
@@ -103,7 +104,7 @@ struct RunLocal {
 }
 
 impl RunLocal {
-    fn start(data_dir: &Path, ports: &[(&str, u16)], args: &[&str]) -> Self {
+    fn start(data_dir: &Path, ports: &[(&str, ReservedPort)], args: &[&str]) -> Self {
         let stderr = data_dir.join("run-local.stderr");
         let mut command = Command::new(tools::repo_root().join("scripts/run-local.sh"));
         command
@@ -116,7 +117,7 @@ impl RunLocal {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("cannot create the stderr file"));
         for (name, port) in ports {
-            command.env(name, port.to_string());
+            command.env(name, port.port().to_string());
         }
         let mut child = command.spawn().expect("cannot run scripts/run-local.sh");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -223,16 +224,13 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Six loopback ports that are free right now, one per port variable.
-fn free_ports() -> Vec<(&'static str, u16)> {
-    let listeners: Vec<TcpListener> = PORT_VARIABLES
-        .iter()
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("cannot bind port 0"))
-        .collect();
+/// A loopback port per port variable, reserved for the script's servers for
+/// the whole test (both runs): the service, the collector and gunicorn all
+/// bind with `SO_REUSEADDR`, as a [`ReservedPort`] needs.
+fn reserved_ports() -> Vec<(&'static str, ReservedPort)> {
     PORT_VARIABLES
         .iter()
-        .zip(&listeners)
-        .map(|(name, listener)| (*name, listener.local_addr().expect("bound").port()))
+        .map(|name| (*name, reserve_port()))
         .collect()
 }
 
@@ -338,8 +336,15 @@ fn make_run_shows_each_trace_in_the_collector_and_the_error_in_bugsink_until_ctr
         return;
     };
     let data_dir = ScratchDir::new("run-local");
-    let ports = free_ports();
-    let port = |name: &str| ports.iter().find(|(n, _)| *n == name).expect("a port").1;
+    let ports = reserved_ports();
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a port")
+            .1
+            .port()
+    };
 
     let mut run = RunLocal::start(data_dir.path(), &ports, &[]);
     let lines = run.read_until(READY_LINE, START_TIMEOUT);

@@ -10,12 +10,10 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sentry::SentryFutureExt as _;
-use somework::config::WorkConfig;
-use somework::downstream::Downstream;
-use somework::routes::{AppState, Readiness, routes, with_limits};
-use somework::work::Work;
+use somework::routes::{Readiness, routes, with_limits};
 use somework_testkit::api::SomeworkApi as _;
 use somework_testkit::bugsink::Bugsink;
+use somework_testkit::in_process::{UNCALLED_DOWNSTREAM, app_state};
 use somework_testkit::net::closed_port;
 use tower::ServiceExt as _;
 
@@ -89,16 +87,7 @@ async fn a_handler_panic_answers_a_json_500_and_reaches_sentry() {
     // itself does not have.
     let app = with_limits(
         routes().route("/test", get(panics)),
-        AppState {
-            work: Work::new(WorkConfig {
-                max_sleep: Duration::ZERO,
-                error_rate: 0.0,
-            }),
-            downstream: Downstream::new("http://127.0.0.1:9".parse().expect("a URL"))
-                .expect("an HTTP client"),
-            service_name: "somework".into(),
-            readiness: Readiness::ready(),
-        },
+        app_state(Readiness::ready(), UNCALLED_DOWNSTREAM),
     );
 
     let request = Request::get("/test")

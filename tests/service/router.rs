@@ -10,12 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use serde_json::Value;
-use somework::config::WorkConfig;
-use somework::downstream::Downstream;
 use somework::routes::catalog::Endpoint;
 use somework::routes::limits::{MAX_BODY_BYTES, MAX_CONCURRENT_REQUESTS, MAX_HEADER_BYTES};
 use somework::routes::{AppState, Readiness, router, routes, with_limits};
-use somework::work::Work;
+use somework_testkit::in_process::{UNCALLED_DOWNSTREAM, app_state};
 use somework_testkit::net::Blackhole;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
@@ -23,21 +21,7 @@ use tower::ServiceExt as _;
 /// The router with no simulated sleep or failure. `/chain` calls go to a
 /// port nobody listens on; the tests here never send one that far.
 fn app(readiness: Readiness) -> Router {
-    router(state(readiness, "http://127.0.0.1:9"))
-}
-
-/// The handlers' state, with `/chain` calling `downstream`.
-fn state(readiness: Readiness, downstream: &str) -> AppState {
-    AppState {
-        work: Work::new(WorkConfig {
-            max_sleep: Duration::ZERO,
-            error_rate: 0.0,
-        }),
-        downstream: Downstream::new(downstream.parse().expect("a valid URL"))
-            .expect("an HTTP client"),
-        service_name: "somework".into(),
-        readiness,
-    }
+    router(app_state(readiness, UNCALLED_DOWNSTREAM))
 }
 
 /// The service's routes and one of the test's, `/test`, behind the
@@ -47,7 +31,7 @@ fn state(readiness: Readiness, downstream: &str) -> AppState {
 fn app_with_test_route(handler: axum::routing::MethodRouter<AppState>) -> Router {
     with_limits(
         routes().route("/test", handler),
-        state(Readiness::ready(), "http://127.0.0.1:9"),
+        app_state(Readiness::ready(), UNCALLED_DOWNSTREAM),
     )
 }
 
@@ -267,7 +251,7 @@ async fn beyond_the_concurrency_limit_requests_get_503_json_while_probes_answer(
     // Each `/chain` call holds its permit while it waits on a downstream
     // that accepts the connection and never answers.
     let hung = Blackhole::start().await;
-    let app = router(state(
+    let app = router(app_state(
         Readiness::ready(),
         &format!("http://{}", hung.addr()),
     ));

@@ -8,9 +8,9 @@
 //! it), so any number of collectors can run at once: in one test
 //! binary, in several, or beside a collector a developer left running. (Serialising
 //! the tests on a lock instead would only work within one test binary and would make
-//! the suite slower.) Free ports are found by binding port 0; if another process
-//! takes one in the instant before the collector binds it, the start is retried on
-//! fresh ports.
+//! the suite slower.) Each port is reserved for the collector's whole life
+//! ([`ReservedPort`]): no other process can take it before the collector binds it,
+//! nor while it restarts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use crate::net::{ReservedPort, reserve_port};
 use crate::process::{self, OutputReaders, ProcessOutput};
 use crate::tools;
 
@@ -33,7 +34,6 @@ const LOOPBACK_PORTS: &str = "collector-config/loopback-ports.yaml";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a collector may take to shut down after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-const START_ATTEMPTS: usize = 3;
 
 /// The installed collector, or `None` (the test skips) when it is not built;
 /// panics under `CI=true`.
@@ -105,32 +105,26 @@ pub fn validate(binary: &Path, configs: &[PathBuf], env: &[(&str, &str)]) -> Out
         .expect("cannot run the collector")
 }
 
-/// The loopback ports one collector listens on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The loopback ports one collector listens on, reserved for it.
+#[derive(Debug)]
 struct Ports {
-    otlp_grpc: u16,
-    otlp_http: u16,
-    health: u16,
-    metrics: u16,
-    red_metrics: u16,
-    zpages: u16,
+    otlp_grpc: ReservedPort,
+    otlp_http: ReservedPort,
+    health: ReservedPort,
+    metrics: ReservedPort,
+    red_metrics: ReservedPort,
+    zpages: ReservedPort,
 }
 
 impl Ports {
-    /// Six distinct ports that are free right now.
-    fn free() -> Self {
-        // Hold all six listeners at once so the kernel hands out distinct ports.
-        let listeners: Vec<_> = (0..6)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind port 0"))
-            .collect();
-        let port = |i: usize| listeners[i].local_addr().expect("bound address").port();
+    fn reserve() -> Self {
         Self {
-            otlp_grpc: port(0),
-            otlp_http: port(1),
-            health: port(2),
-            metrics: port(3),
-            red_metrics: port(4),
-            zpages: port(5),
+            otlp_grpc: reserve_port(),
+            otlp_http: reserve_port(),
+            health: reserve_port(),
+            metrics: reserve_port(),
+            red_metrics: reserve_port(),
+            zpages: reserve_port(),
         }
     }
 
@@ -138,12 +132,12 @@ impl Ports {
     /// over the config, reads the ports from.
     fn env(&self) -> [(&'static str, String); 6] {
         [
-            ("OTLP_GRPC_PORT", self.otlp_grpc),
-            ("OTLP_HTTP_PORT", self.otlp_http),
-            ("COLLECTOR_HEALTH_PORT", self.health),
-            ("COLLECTOR_METRICS_PORT", self.metrics),
-            ("COLLECTOR_RED_PORT", self.red_metrics),
-            ("COLLECTOR_ZPAGES_PORT", self.zpages),
+            ("OTLP_GRPC_PORT", self.otlp_grpc.port()),
+            ("OTLP_HTTP_PORT", self.otlp_http.port()),
+            ("COLLECTOR_HEALTH_PORT", self.health.port()),
+            ("COLLECTOR_METRICS_PORT", self.metrics.port()),
+            ("COLLECTOR_RED_PORT", self.red_metrics.port()),
+            ("COLLECTOR_ZPAGES_PORT", self.zpages.port()),
         ]
         .map(|(name, port)| (name, port.to_string()))
     }
@@ -181,34 +175,21 @@ impl CollectorBuilder {
         self
     }
 
-    /// Starts the collector on free ports and waits until its health check
-    /// reports ready.
+    /// Starts the collector on ports reserved for it and waits until its
+    /// health check reports ready.
     pub async fn start(self) -> Collector {
         let logs = ProcessOutput::default();
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let ports = Ports::free();
-            match launch(&self, ports, &logs).await {
-                Ok(running) => {
-                    return Collector {
-                        builder: self,
-                        ports,
-                        running: Some(running),
-                        logs,
-                    };
-                }
-                Err(Launch::PortTaken(output)) => last_error = output,
-                Err(Launch::Failed(output)) => panic!("the collector did not start:\n{output}"),
-            }
+        let ports = Ports::reserve();
+        let running = launch(&self, &ports, &logs)
+            .await
+            .unwrap_or_else(|output| panic!("the collector did not start: {output}"));
+        Collector {
+            builder: self,
+            ports,
+            running: Some(running),
+            logs,
         }
-        panic!("the collector found its ports taken {START_ATTEMPTS} times:\n{last_error}")
     }
-}
-
-enum Launch {
-    /// Another process took a port between `Ports::free` and the bind.
-    PortTaken(String),
-    Failed(String),
 }
 
 /// A collector process and the tasks reading its output.
@@ -218,11 +199,13 @@ struct Running {
     readers: OutputReaders,
 }
 
+/// Starts the collector on `ports`; the error is why it did not become ready,
+/// with its output.
 async fn launch(
     builder: &CollectorBuilder,
-    ports: Ports,
+    ports: &Ports,
     logs: &ProcessOutput,
-) -> Result<Running, Launch> {
+) -> Result<Running, String> {
     let mut child = Command::new(&builder.binary)
         .args(config_args(&builder.configs))
         .arg(format!(
@@ -243,18 +226,16 @@ async fn launch(
     let readers = logs.capture(&mut child);
     let output_since_start = || logs.lines_since(first_line).join("\n");
 
-    let health = format!("http://127.0.0.1:{}/", ports.health);
+    let health = format!("http://127.0.0.1:{}/", ports.health.port());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("cannot poll the collector") {
             readers.drained().await;
-            let output = format!("exited with {status}; output:\n{}", output_since_start());
-            return Err(if output.contains("address already in use") {
-                Launch::PortTaken(output)
-            } else {
-                Launch::Failed(output)
-            });
+            return Err(format!(
+                "exited with {status}; output:\n{}",
+                output_since_start()
+            ));
         }
         if let Ok(response) = client.get(&health).send().await
             && response.status().is_success()
@@ -263,10 +244,10 @@ async fn launch(
         }
         if Instant::now() >= deadline {
             let _ = child.start_kill();
-            return Err(Launch::Failed(format!(
+            return Err(format!(
                 "not ready within {START_TIMEOUT:?}; output:\n{}",
                 output_since_start()
-            )));
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -284,13 +265,13 @@ pub struct Collector {
 impl Collector {
     /// The OTLP/gRPC endpoint, for the service's `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn otlp_grpc_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
+        format!("http://127.0.0.1:{}", self.ports.otlp_grpc.port())
     }
 
     /// The OTLP/HTTP base URL, for `OTEL_EXPORTER_OTLP_ENDPOINT` with
     /// `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` (the exporter appends `/v1/traces`).
     pub fn otlp_http_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.otlp_http)
+        format!("http://127.0.0.1:{}", self.ports.otlp_http.port())
     }
 
     /// The process id while it runs, e.g. to pin it to a CPU.
@@ -315,12 +296,15 @@ impl Collector {
 
     /// The collector's own metrics, in Prometheus text format.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ports.metrics))
-            .await
-            .expect("cannot reach the collector's metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            self.ports.metrics.port()
+        ))
+        .await
+        .expect("cannot reach the collector's metrics")
+        .text()
+        .await
+        .expect("metrics body")
     }
 
     /// The RED metrics that the `span_metrics` connector derives from the
@@ -328,7 +312,7 @@ impl Collector {
     pub async fn red_metrics(&self) -> String {
         reqwest::get(format!(
             "http://127.0.0.1:{}/metrics",
-            self.ports.red_metrics
+            self.ports.red_metrics.port()
         ))
         .await
         .expect("cannot reach the collector's RED metrics")
@@ -366,26 +350,15 @@ impl Collector {
     }
 
     /// Starts the collector again with the same config, environment and ports,
-    /// after `stop` or `kill`, and waits until it is ready.
+    /// after `stop` or `kill`, and waits until it is ready. The ports stayed
+    /// reserved while it was down, so they are still its own.
     pub async fn start_again(&mut self) {
         assert!(self.running.is_none(), "the collector is still running");
         self.logs
             .note("---- test harness: collector restarted ----");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match launch(&self.builder, self.ports, &self.logs).await {
-                Ok(running) => {
-                    self.running = Some(running);
-                    return;
-                }
-                // The old process's sockets can linger for a moment after it died.
-                Err(Launch::PortTaken(_)) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(Launch::PortTaken(output) | Launch::Failed(output)) => {
-                    panic!("the collector did not start again:\n{output}")
-                }
-            }
-        }
+        let running = launch(&self.builder, &self.ports, &self.logs)
+            .await
+            .unwrap_or_else(|output| panic!("the collector did not start again: {output}"));
+        self.running = Some(running);
     }
 }

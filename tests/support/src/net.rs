@@ -1,6 +1,7 @@
-//! Network fault helpers: a port nobody listens on, a peer that accepts
-//! connections but never answers, one whose SYNs go unanswered, and a relay
-//! whose connections can die without a word.
+//! Loopback ports for the processes a test starts, and network fault
+//! helpers: a port nobody listens on, a peer that accepts connections but
+//! never answers, one whose SYNs go unanswered, and a relay whose
+//! connections can die without a word.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,10 +39,62 @@ pub fn closed_port() -> ClosedPort {
     }
 }
 
+/// A loopback port held for a server that the test starts and tells the port
+/// (a flag, a variable, a config), for as long as this lives.
+///
+/// The socket is bound with `SO_REUSEADDR` and never listens. Linux then
+/// hands the port to no one else: not to a bind to port 0, not as the source
+/// port of a connection, not to a bind without `SO_REUSEADDR`. Yet a server
+/// that binds it with `SO_REUSEADDR`, as Go's `net.Listen`, Python's
+/// socketserver and gunicorn, std's and tokio's `TcpListener::bind` all do,
+/// can listen on it, and listen on it again after a restart. A port that was
+/// only probed with port 0 and released could be taken by anyone before the
+/// server binds it.
+///
+/// For a server that can take a listening socket instead (gunicorn's
+/// `fd://`, systemd's `LISTEN_FDS`), [`crate::process::hand_over`] is
+/// simpler still.
+#[derive(Debug)]
+pub struct ReservedPort {
+    /// Held, never read: dropping it frees the port.
+    _bound: Socket,
+    addr: SocketAddr,
+}
+
+impl ReservedPort {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// Reserves a free loopback port for a server; see [`ReservedPort`].
+pub fn reserve_port() -> ReservedPort {
+    let socket = loopback_socket();
+    socket
+        .set_reuse_address(true)
+        .expect("cannot set SO_REUSEADDR");
+    let (socket, addr) = bind_any_port(socket);
+    ReservedPort {
+        _bound: socket,
+        addr,
+    }
+}
+
 /// A TCP socket bound to a free loopback port, and that port.
 fn bound_loopback_socket() -> (Socket, SocketAddr) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-        .expect("cannot create a socket");
+    bind_any_port(loopback_socket())
+}
+
+fn loopback_socket() -> Socket {
+    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("cannot create a socket")
+}
+
+/// Binds `socket` to a port of the kernel's choosing on 127.0.0.1.
+fn bind_any_port(socket: Socket) -> (Socket, SocketAddr) {
     let any_port: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
     socket
         .bind(&any_port.into())
@@ -222,5 +275,33 @@ async fn relay(
 impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_reserved_port_is_the_servers_alone_and_outlives_a_restart() {
+        let reserved = reserve_port();
+        for run in ["first", "restarted"] {
+            // std's bind sets SO_REUSEADDR, as the servers the harness starts do.
+            let server = std::net::TcpListener::bind(reserved.addr())
+                .unwrap_or_else(|e| panic!("the {run} server cannot bind its reserved port: {e}"));
+            std::net::TcpStream::connect(reserved.addr())
+                .unwrap_or_else(|e| panic!("the {run} server does not answer: {e}"));
+            drop(server);
+            let refused = std::net::TcpStream::connect(reserved.addr())
+                .expect_err("nothing listens once the server is gone");
+            assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        }
+        let other = loopback_socket();
+        let taken = other
+            .bind(&reserved.addr().into())
+            .expect_err("a bind without SO_REUSEADDR must not get a reserved port");
+        assert_eq!(taken.kind(), ErrorKind::AddrInUse, "{taken}");
     }
 }

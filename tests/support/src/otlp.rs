@@ -30,8 +30,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use tokio::sync::{Notify, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 
-/// How long [`OtlpReceiver::start_on`] retries a port that is taken.
-const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::net::{ReservedPort, reserve_port};
 
 /// What the receiver does with each export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +64,9 @@ struct Shared {
 /// [`kill`]: OtlpReceiver::kill
 #[derive(Debug)]
 pub struct OtlpReceiver {
+    /// The receiver's port, reserved until it is dropped or handed on by
+    /// [`OtlpReceiver::kill`]; `None` only once handed on.
+    port: Option<ReservedPort>,
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
@@ -72,29 +74,22 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
-    /// Starts on a random loopback port.
+    /// Starts on a free loopback port.
     pub async fn start() -> Self {
-        Self::start_on("127.0.0.1:0".parse().expect("valid address")).await
+        Self::start_on(reserve_port()).await
     }
 
-    /// Starts on `addr`, e.g. the address of a receiver that was killed, to
-    /// simulate a collector restart. A port freed by a kill can be taken by
-    /// another process before it is bound again; the bind is retried for a
-    /// while, and a port that stays taken fails the test with that reason.
-    pub async fn start_on(addr: SocketAddr) -> Self {
-        let deadline = std::time::Instant::now() + REBIND_TIMEOUT;
-        let listener = loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(listener) => break listener,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AddrInUse
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("cannot bind the OTLP receiver to {addr}: {e}"),
-            }
-        };
+    /// Starts on `port`, e.g. the port of a receiver that was killed, to
+    /// simulate a collector restart at the same address. The port stayed
+    /// reserved in between, so no other process can have taken it.
+    pub async fn start_on(port: ReservedPort) -> Self {
+        // std's bind sets SO_REUSEADDR, which a reserved port asks for.
+        let listener = std::net::TcpListener::bind(port.addr()).unwrap_or_else(|e| {
+            panic!(
+                "cannot bind the OTLP receiver to its reserved {}: {e}",
+                port.addr()
+            )
+        });
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -132,6 +127,7 @@ impl OtlpReceiver {
             runtime.shutdown_background();
         });
         Self {
+            port: Some(port),
             addr,
             shared,
             stop: Some(stop),
@@ -231,11 +227,11 @@ impl OtlpReceiver {
     }
 
     /// Stops abruptly, as a crashed collector does: the listener and every
-    /// open connection close at once. Returns the address, so a new receiver
-    /// can take it over.
-    pub async fn kill(mut self) -> SocketAddr {
+    /// open connection close at once. Returns the port, still reserved, so a
+    /// new receiver can take it over ([`OtlpReceiver::start_on`]).
+    pub async fn kill(mut self) -> ReservedPort {
         self.stop_now();
-        self.addr
+        self.port.take().expect("the port is handed on only here")
     }
 
     fn stop_now(&mut self) {
