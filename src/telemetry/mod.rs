@@ -11,6 +11,7 @@
 
 mod export_queue;
 pub mod http;
+mod json_line;
 mod log_export;
 mod otlp;
 pub mod propagation;

@@ -7,6 +7,7 @@
 //! and fails under CI=true.
 
 mod collector;
+mod collector_pipelines;
 mod credentials;
 mod demo_backends;
 mod hardening;
