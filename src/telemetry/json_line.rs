@@ -3,21 +3,15 @@
 //! `io::Write` adaptor cost about a third of a request with tracing off
 //! (BENCHMARKS.md); a unit test holds the output to the real formatter's.
 
-use super::log_export::LogsBridge;
-use crate::config::LogFormat;
 use std::fmt::{self, Write as _};
-use std::io::{BufWriter, IsTerminal as _};
+
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_log::NormalizeEvent as _;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// One JSON object per line, as `tracing-subscriber`'s
 /// `json().flatten_event(true).with_current_span(false)` writes it:
@@ -310,6 +304,9 @@ mod tests {
 
     use tracing::{error, info, info_span, warn};
     use tracing_subscriber::fmt::MakeWriter;
+
+    use tracing_subscriber::fmt::format::JsonFields;
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
 

@@ -13,18 +13,12 @@
 //!   dropped (a full queue makes the caller wait, as a full pipe did), and the
 //!   [`StdoutFlush`] guard writes the rest before the process exits.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{BufWriter, IsTerminal as _};
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_log::NormalizeEvent as _;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 

@@ -116,9 +116,9 @@ async fn app_with_a_next_hop() -> Router {
         .await
         .expect("a loopback port");
     let next_hop = format!("http://{}", listener.local_addr().expect("its address"));
-    let served = router(state(Readiness::ready(), &next_hop));
+    let served = router(app_state(Readiness::ready(), &next_hop));
     tokio::spawn(async move { axum::serve(listener, served).await });
-    router(state(Readiness::ready(), &next_hop))
+    router(app_state(Readiness::ready(), &next_hop))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,8 +16,8 @@ use somework_testkit::helm::{Release, Rendered, scratch_dir, yaml_value};
 use somework_testkit::tools;
 
 use crate::helpers::{
-    Charts, SecretFile, collector_config, collector_files, deployment_container, env_value, given,
-    merge_config, only_container, pipelines, read, secret_file,
+    Charts, SecretFile, collector_files, deployment_container, env_value, given, only_container,
+    pipelines, read, secret_file,
 };
 
 pub(super) const COLLECTOR: &str = "otel-collector";
