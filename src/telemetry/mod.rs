@@ -27,6 +27,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 
 pub use logging::init_logging;
 pub use logs::{Logs, LogsBridge};
+pub use sentry_delivery::{DELIVERY_LINE, DELIVERY_SUMMARY_LINE, DeliveryCounts};
 use sentry_errors::Sentry;
 pub use sentry_errors::{ErrorOrigin, Handled, capture_error};
 pub use traces::{Recorded, Traces, current_trace_id, in_span, start_span};

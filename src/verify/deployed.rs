@@ -21,6 +21,7 @@ use super::progress::Step;
 use super::red::{EndpointRed, RedReport, SpanMetrics};
 use super::report::Report;
 use super::scrape;
+use super::sentry_delivery;
 use super::steps::{self, REQUEST_TIMEOUT};
 use super::traffic::{BACKEND, ENDPOINTS, FRONTEND, Sent};
 use super::workload::{self, Workload, WorkloadState};
@@ -42,6 +43,7 @@ struct Workloads {
     jaeger: WorkloadState,
     bugsink: WorkloadState,
     frontend: WorkloadState,
+    backend: WorkloadState,
 }
 
 /// The port-forwards the traffic and the look-ups go through.
@@ -70,6 +72,16 @@ pub async fn verify(args: &VerifyArgs, step: &Step) -> Result<Report, ClusterErr
     if let Some(forwards) = open_forwards(&cluster, args, step, &workloads, &mut report).await {
         exercise(&cluster, args, (step, deadline), &forwards, &mut report).await;
     }
+    step.set("reading the services' Sentry delivery counts from their logs");
+    for (service, state) in [
+        (FRONTEND, &workloads.frontend),
+        (BACKEND, &workloads.backend),
+    ] {
+        if state.exists {
+            let check = delivery_row(&cluster, &args.app_namespace, service, state).await;
+            report.checks.push(check);
+        }
+    }
     Ok(steps::finish(report, started))
 }
 
@@ -92,9 +104,13 @@ async fn check_workloads(
         jaeger: jaeger?,
         bugsink: bugsink?,
         frontend: frontend?,
+        backend: backend?,
     };
-    let backend = backend?;
-    for state in [&workloads.collector, &workloads.frontend, &backend] {
+    for state in [
+        &workloads.collector,
+        &workloads.frontend,
+        &workloads.backend,
+    ] {
         report.checks.push(state.check.clone());
     }
     // Jaeger and Bugsink are optional: a pipeline to Sentry runs without them.
@@ -296,6 +312,40 @@ async fn collector_pod_log(collector: &Forward) -> String {
         .logs(collector.pod(), &params)
         .await
         .unwrap_or_default()
+}
+
+/// The Sentry delivery row of `service`, from the latest delivery line in
+/// the log of each of its pods (`get` on `pods/log`).
+async fn delivery_row(
+    cluster: &Cluster,
+    namespace: &str,
+    service: &str,
+    workload: &WorkloadState,
+) -> Check {
+    let pods = match cluster.pods_matching(namespace, &workload.selector).await {
+        Ok(pods) => pods,
+        Err(error) => {
+            let name = format!("Sentry delivery: {service}");
+            return Check::fail(name, "the log of each pod", error.to_string());
+        }
+    };
+    let api = cluster.pods(namespace);
+    let mut logs = Vec::new();
+    for pod in pods {
+        let Some(name) = pod.metadata.name else {
+            continue;
+        };
+        let log = api
+            .logs(&name, &LogParams::default())
+            .await
+            .map_err(|error| {
+                cluster
+                    .access("get", "pods/log", namespace)
+                    .error(&cluster.url, error)
+            });
+        logs.push((format!("pod {name}"), sentry_delivery::latest_of(log)));
+    }
+    sentry_delivery::check(service, &logs)
 }
 
 /// Requests answered and answered with a 5xx, of one endpoint.
