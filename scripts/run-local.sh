@@ -179,9 +179,11 @@ wait_for Bugsink "$bugsink_pid" "$BUGSINK_LOG" "$BUGSINK_URL/api/canonical/0/pro
   -H "Authorization: Bearer $(<"$BUGSINK_DATA/api-token")"
 
 step "starting the service on 127.0.0.1:$SERVICE_PORT (every trace sampled, errors to Bugsink)"
-# A 1 s export delay instead of 5 s, so each trace shows up at once.
+# A 1 s export delay instead of 5 s, so each trace shows up at once. JSON
+# lines, so that verify local reads the service's Sentry delivery counts.
 start service "$SERVICE_LOG" env \
   LISTEN_ADDR="127.0.0.1:$SERVICE_PORT" \
+  LOG_FORMAT=json \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_GRPC_PORT" \
   OTEL_TRACES_SAMPLER=always_on \
   OTEL_BSP_SCHEDULE_DELAY=1000 \
@@ -198,6 +200,7 @@ status=0
   --service "$SERVICE_URL" \
   --collector-metrics "http://127.0.0.1:$COLLECTOR_METRICS_PORT" \
   --collector-output "$COLLECTOR_LOG" \
+  --service-log "$SERVICE_LOG" \
   --bugsink "$BUGSINK_URL" \
   --bugsink-data-dir "$BUGSINK_DATA" || status=$?
 ((status != 2)) || die "$SERVICE_BIN verify local refused its arguments"

@@ -27,6 +27,7 @@ use std::time::Duration;
 use opentelemetry_sdk::error::OTelSdkResult;
 
 pub use log_export::{Logs, LogsBridge};
+pub use sentry_delivery::{DELIVERY_LINE, DELIVERY_SUMMARY_LINE, DeliveryCounts};
 use sentry_errors::Sentry;
 pub use sentry_errors::{ErrorOrigin, Handled, capture_error};
 pub use stdout_log::{StdoutFlush, init_logging};

@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The `message` of the line with the running counts.
+pub const DELIVERY_LINE: &str = "sentry delivery";
+/// The `message` of the line with the counts at shutdown.
+pub const DELIVERY_SUMMARY_LINE: &str = "sentry delivery summary";
+
 /// Why an error event did not reach Sentry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
@@ -231,7 +236,7 @@ impl DeliveryStats {
         }
         *last = Some(counts);
         drop(last);
-        log_counts(&counts, "sentry delivery");
+        log_counts(&counts, DELIVERY_LINE);
         true
     }
 
@@ -242,7 +247,7 @@ impl DeliveryStats {
         handover.closed = true;
         let counts = self.counts_with(handover.resolving);
         drop(handover);
-        log_counts(&counts, "sentry delivery summary");
+        log_counts(&counts, DELIVERY_SUMMARY_LINE);
     }
 
     fn count_loss(&self, events: u64, loss: Loss) {

@@ -48,6 +48,10 @@ pub struct LocalArgs {
     /// The file the collector's output (its debug exporter) goes to.
     #[arg(long)]
     pub collector_output: PathBuf,
+    /// The service's log (JSON lines, LOG_FORMAT=json), for its count of
+    /// the errors that did not reach Sentry; without it, no such row.
+    #[arg(long)]
+    pub service_log: Option<PathBuf>,
     /// Bugsink, e.g. http://127.0.0.1:8000.
     #[arg(long)]
     pub bugsink: url::Url,

@@ -21,6 +21,7 @@ use super::progress::Step;
 use super::red::{EndpointRed, RedReport, SpanMetrics};
 use super::report::Report;
 use super::scrape;
+use super::sentry_delivery;
 use super::steps::{self, REQUEST_TIMEOUT};
 use super::traffic::{BACKEND, ENDPOINTS, FRONTEND, Sent};
 use super::workload::{self, Workload, WorkloadState};
@@ -42,6 +43,7 @@ struct Workloads {
     jaeger: WorkloadState,
     bugsink: WorkloadState,
     frontend: WorkloadState,
+    backend: WorkloadState,
 }
 
 /// The port-forwards the traffic and the look-ups go through.
@@ -70,6 +72,17 @@ pub async fn verify(args: &VerifyArgs, step: &Step) -> Result<Report, ClusterErr
     if let Some(forwards) = open_forwards(&cluster, args, step, &workloads, &mut report).await {
         exercise(&cluster, args, (step, deadline), &forwards, &mut report).await;
     }
+    step.set("reading the services' Sentry delivery counts from their logs");
+    for (service, state) in [
+        (FRONTEND, &workloads.frontend),
+        (BACKEND, &workloads.backend),
+    ] {
+        if state.exists {
+            let check =
+                sentry_delivery::check_pods(&cluster, &args.app_namespace, service, state).await;
+            report.checks.push(check);
+        }
+    }
     Ok(steps::finish(report, started))
 }
 
@@ -92,9 +105,13 @@ async fn check_workloads(
         jaeger: jaeger?,
         bugsink: bugsink?,
         frontend: frontend?,
+        backend: backend?,
     };
-    let backend = backend?;
-    for state in [&workloads.collector, &workloads.frontend, &backend] {
+    for state in [
+        &workloads.collector,
+        &workloads.frontend,
+        &workloads.backend,
+    ] {
         report.checks.push(state.check.clone());
     }
     // Jaeger and Bugsink are optional: a pipeline to Sentry runs without them.

@@ -18,6 +18,7 @@ use super::collector_log;
 use super::http::Direct;
 use super::progress::Step;
 use super::report::Report;
+use super::sentry_delivery;
 use super::steps;
 use super::traffic::{ENDPOINTS, Sent};
 
@@ -71,6 +72,12 @@ pub async fn verify(args: &LocalArgs, step: &Step) -> Result<Report, LocalError>
     step.set("looking the errors up in Bugsink");
     let events =
         steps::bugsink_errors(&bugsink, &token, &answered, backend_deadline, &mut report).await;
+    if let Some(log) = &args.service_log {
+        step.set("reading the service's Sentry delivery counts from its log");
+        let read = tokio::fs::read_to_string(log).await;
+        let logs = [(log.display().to_string(), sentry_delivery::latest_of(read))];
+        report.checks.push(sentry_delivery::check("service", &logs));
+    }
     let summary = Summary {
         args,
         lines: &lines,

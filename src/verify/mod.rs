@@ -9,7 +9,8 @@
 //! [`traffic`] (requests with our own trace ids), [`scrape`] (one reader of
 //! Prometheus pages) for [`metrics`] (the collector's counters) and [`red`]
 //! (RED per endpoint from its span metrics), [`backends`] (Jaeger, Bugsink,
-//! Sentry), the runs that put them together (`deployed`, `local`, over the
+//! Sentry), [`sentry_delivery`] (the service's own count of errors lost on
+//! the way to Sentry, from its log), the runs that put them together (`deployed`, `local`, over the
 //! shared `steps`), and [`report`] (table and JSON).
 //! Built only with the `verify` feature: the service image leaves it out.
 
@@ -27,6 +28,7 @@ mod progress;
 pub mod red;
 pub mod report;
 pub mod scrape;
+pub mod sentry_delivery;
 mod steps;
 pub mod traffic;
 pub mod workload;

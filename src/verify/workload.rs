@@ -1,6 +1,8 @@
 //! The workload checks: each Deployment Available and rolled out, and why
 //! each pod that is not ready is not, with the log lines that show it.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::Api;
@@ -28,6 +30,9 @@ pub struct WorkloadState {
     /// The Deployment exists (an optional backend that does not exist is
     /// not an error).
     pub exists: bool,
+    /// The Deployment's `matchLabels`, to find its pods; empty when it
+    /// does not exist.
+    pub selector: BTreeMap<String, String>,
 }
 
 /// Checks that the Deployment exists, is Available and rolled out, and that
@@ -60,9 +65,11 @@ pub async fn check_workload(
             )),
             available: false,
             exists: false,
+            selector: BTreeMap::new(),
         });
     };
     let rollout = Rollout::of(&deployment);
+    let selector = match_labels(&deployment);
     let expected = format!("Available, {0}/{0} ready and up to date", rollout.replicas);
     if rollout.replicas == 0 {
         let check = Check::fail(title, expected, "scaled to 0 replicas".to_owned()).detail(
@@ -72,6 +79,7 @@ pub async fn check_workload(
             check,
             available: false,
             exists: true,
+            selector,
         });
     }
     let (problems, details) = pod_problems(cluster, namespace, &deployment).await?;
@@ -87,6 +95,7 @@ pub async fn check_workload(
         check,
         available: rollout.available && rollout.ready > 0,
         exists: true,
+        selector,
     })
 }
 
@@ -142,6 +151,14 @@ impl Rollout {
     }
 }
 
+fn match_labels(deployment: &Deployment) -> BTreeMap<String, String> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.match_labels.clone())
+        .unwrap_or_default()
+}
+
 /// Why each pod of the Deployment that is not being deleted is not ready,
 /// and the log lines that show it.
 async fn pod_problems(
@@ -150,12 +167,9 @@ async fn pod_problems(
     deployment: &Deployment,
 ) -> Result<(Vec<String>, Vec<String>), ClusterError> {
     let pods = cluster.pods(namespace);
-    let selector = deployment
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.selector.match_labels.clone())
-        .unwrap_or_default();
-    let listed = cluster.pods_matching(namespace, &selector).await?;
+    let listed = cluster
+        .pods_matching(namespace, &match_labels(deployment))
+        .await?;
     let mut problems = Vec::new();
     let mut details = Vec::new();
     for pod in &listed {

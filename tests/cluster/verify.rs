@@ -120,6 +120,8 @@ pub async fn passes_on_the_healthy_demo_and_agrees_with_the_cluster(cluster: &Lo
         "collector exporter otlp_grpc/jaeger",
         "Jaeger: traces of /chain?hops=2",
         "Bugsink: errors of /errorwork",
+        "Sentry delivery: somework-frontend",
+        "Sentry delivery: somework-backend",
     ] {
         assert!(
             names.contains(&expected),

@@ -357,6 +357,15 @@ fn make_run_shows_each_trace_in_the_collector_and_the_error_in_bugsink_until_ctr
     );
     let summary = Summary::parse(&lines);
     assert_traces_in_collector_output(&summary, &printed);
+    // The service's own count of the errors lost on the way to Sentry
+    // (Bugsink here), read from its log: none.
+    assert!(
+        printed.lines().any(|line| {
+            let line = line.trim_start();
+            line.starts_with("ok") && line.contains("Sentry delivery: service")
+        }),
+        "no passing Sentry delivery row: {printed}"
+    );
 
     // The error: its issue in Bugsink, and the printed command that puts the
     // stored event's contexts.trace beside the response's trace id.

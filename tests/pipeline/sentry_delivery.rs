@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
+use somework::verify::check::{Check, Outcome};
+use somework::verify::sentry_delivery::{self, DeliveryLine};
 use somework_testkit::api::SomeworkApi as _;
+use somework_testkit::net::closed_port;
 use somework_testkit::sentry_double::{IngestFailure, RecordedRequest, SentryDouble};
 use somework_testkit::service::{Service, ServiceBuilder};
 use somework_testkit::storm::{DeliverySummary, paced_gets};
@@ -175,4 +178,68 @@ async fn a_sentry_too_slow_for_the_storm_overflows_the_queue_and_every_drop_is_r
         "{summary:?}"
     );
     assert_eq!(summary.sent + summary.queue_full, STORM as u64);
+}
+
+/// What `somework verify` makes of a log: the latest delivery line in it,
+/// and the row it adds.
+fn verify_row(service: &Service) -> (Option<DeliveryLine>, Check) {
+    let log = service.logs().join("\n");
+    let latest = sentry_delivery::latest(&log).expect("a JSON log");
+    let logs = [(
+        "service".to_owned(),
+        sentry_delivery::latest_of(Ok::<_, std::io::Error>(log)),
+    )];
+    (latest, sentry_delivery::check("service", &logs))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reads_the_errors_lost_to_an_unreachable_sentry_from_the_summary() {
+    let sentry = closed_port();
+    let mut service = ServiceBuilder::new(env!("CARGO_BIN_EXE_somework"))
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("SENTRY_DSN", format!("http://public@{}/1", sentry.addr()))
+        .start()
+        .await;
+    let (before, check) = verify_row(&service);
+    assert_eq!(before, None, "a delivery line before any error");
+    assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+    assert!(check.seen.starts_with("none lost since start"), "{check:?}");
+
+    error_work(&service).await;
+    error_work(&service).await;
+    wait_for_message(&service, "sentry send failed").await;
+    let (status, _) = service.terminate(EXIT_WITHIN).await;
+    assert!(status.success(), "exit status {status:?}");
+
+    let (latest, check) = verify_row(&service);
+    let latest = latest.expect("the shutdown summary");
+    assert!(latest.at_shutdown);
+    assert_eq!(latest.counts.reported, 2);
+    let summary = DeliverySummary::of(&service);
+    assert_eq!(latest.counts.network_error, summary.network_error);
+    assert!(summary.network_error >= 1, "{summary:?}");
+    assert_eq!(summary.dropped() + summary.unsent, 2, "{summary:?}");
+    assert_eq!(check.outcome, Outcome::Fail, "{check:?}");
+    assert!(check.seen.starts_with("2 of 2 errors lost: "), "{check:?}");
+    assert!(check.seen.contains(" network error"), "{check:?}");
+    assert!(
+        check.details.iter().any(|line| line.contains("SENTRY_DSN")),
+        "{check:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_passes_a_service_whose_errors_all_reached_sentry() {
+    let double = double().await;
+    let mut service = reporting_to(&double).await;
+    error_work(&service).await;
+    accepted_events(&double, 1).await;
+    let (status, _) = service.terminate(EXIT_WITHIN).await;
+    assert!(status.success(), "exit status {status:?}");
+
+    let (latest, check) = verify_row(&service);
+    let counts = latest.expect("the shutdown summary").counts;
+    assert_eq!((counts.reported, counts.sent, counts.lost()), (1, 1, 0));
+    assert_eq!(check.outcome, Outcome::Pass, "{check:?}");
+    assert_eq!(check.seen, "none lost: 1 reported, 1 sent, 0 on their way");
 }
