@@ -157,7 +157,8 @@ fn each_pipeline_runs_its_files_verbatim_in_the_merge_order() {
 
 /// One source per fact: no setting of the collector is written twice with
 /// the same value (an overlay only adds or changes what its base says), and
-/// `collector-config/` holds the collector's build, no pipeline.
+/// `collector-config/` holds the collector's build and the overlay that moves
+/// every listener to loopback ports for a run on one machine, no pipeline.
 #[test]
 fn no_collector_configuration_exists_twice() {
     fn leaves(value: &Value, path: String, found: &mut Vec<(String, String)>) {
@@ -197,7 +198,10 @@ fn no_collector_configuration_exists_twice() {
             .map(|name| name.to_string_lossy().into_owned())
             .collect();
     in_collector_config.sort();
-    assert_eq!(in_collector_config, ["README.md", "builder-config.yaml"]);
+    assert_eq!(
+        in_collector_config,
+        ["README.md", "builder-config.yaml", "loopback-ports.yaml"]
+    );
 }
 
 #[test]
